@@ -1,0 +1,8 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+// pluginCommands returns the top-level commands of the plugin area.
+func pluginCommands(g *globals) []*cobra.Command {
+	return nil
+}

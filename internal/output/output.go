@@ -1,0 +1,45 @@
+// Package output renders command results as text for people or JSON for scripts.
+package output
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Format is an output format chosen with -o.
+type Format string
+
+// The formats every reporting command accepts.
+const (
+	Text Format = "text"
+	JSON Format = "json"
+)
+
+// Parse validates an -o value.
+func Parse(s string) (Format, error) {
+	switch Format(strings.ToLower(s)) {
+	case Text, "":
+		return Text, nil
+	case JSON:
+		return JSON, nil
+	}
+	return "", fmt.Errorf("unknown output format %q; use -o text or -o json", s)
+}
+
+// Render writes v as indented JSON when f is JSON, otherwise calls text.
+func Render(w io.Writer, f Format, v any, text func(w io.Writer) error) error {
+	if f == JSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	return text(w)
+}
+
+// Table returns a tabwriter for aligned columns; call Flush when done.
+func Table(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+}
