@@ -247,15 +247,21 @@ func (p *parser) app(n node) {
 	}
 	opts, env := p.options(instr, n.Args[1:], appOptions, map[string]bool{"port": true}, "env")
 	if ts := opts["image"]; len(ts) == 0 {
-		p.errorf(n.Keyword.Pos, instr, "add image=<ref>, e.g. image=nginx:1.27", "missing image")
+		if !p.typos["image"] { // else "did you mean image?" said it
+			p.errorf(n.Keyword.Pos, instr, "add image=<ref>, e.g. image=nginx:1.27", "missing image")
+		}
 		ok = false
 	} else {
 		a.Image = ts[0].value()
 		ok = p.template(instr, "image", ts[0].ValPos, a.Image, ValidateRef) && ok
 	}
 	for _, t := range opts["port"] {
-		a.Ports = append(a.Ports, t.value())
-		ok = p.template(instr, "port", t.ValPos, t.value(), checkPorts) && ok
+		// port=80,443 is two ports; a template that expands to a list
+		// stays one entry (see App.Ports).
+		for port := range strings.SplitSeq(t.value(), ",") {
+			a.Ports = append(a.Ports, port)
+			ok = p.template(instr, "port", t.ValPos, port, checkPorts) && ok
+		}
 	}
 	if ts := opts["replicas"]; len(ts) > 0 {
 		a.Replicas = ts[0].value()
@@ -391,8 +397,8 @@ func (p *parser) checkControlPlaneCount(mp MachinePool) {
 }
 
 func (p *parser) checkControlPlane() {
-	if p.firstMachine == nil {
-		return
+	if p.firstMachine == nil || len(p.pools) == 0 {
+		return // a MACHINES line without pools is reported where it is
 	}
 	if _, ok := p.pools[ControlPlanePool]; !ok {
 		p.errorf(*p.firstMachine, kwMachines, "add control-plane=<count> with a count of at least 1, e.g. MACHINES control-plane=1 worker=3",

@@ -86,7 +86,7 @@ type App struct {
 	Pos
 	Name     string
 	Image    string
-	Ports    []string // port=80 may repeat, or port=80,443
+	Ports    []string // port=80 may repeat, or port=80,443; one entry per port, but a template may expand to "80,443"
 	Replicas string   // empty: 1
 	Env      []KV
 }

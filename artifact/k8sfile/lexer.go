@@ -1,7 +1,6 @@
 package k8sfile
 
 import (
-	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -48,6 +47,12 @@ func (t token) value() string {
 // isPair reports whether t is key=value.
 func (t token) isPair() bool { return t.Eq >= 0 }
 
+// warning is a legal but probably unintended construct, at a line.
+type warning struct {
+	line int
+	msg  string
+}
+
 // node is one instruction as written: its keyword and arguments.
 type node struct {
 	Keyword token
@@ -63,12 +68,12 @@ type lexer struct {
 	cont       bool // the previous physical line ended with a continuation
 	contLine   int  // line of the pending continuation backslash
 	errs       []*Error
-	warns      []string
+	warns      []warning
 	nodes      []node
 	cur        *node
 }
 
-func lex(name string, src []byte) ([]node, []string, []*Error) {
+func lex(name string, src []byte) ([]node, []warning, []*Error) {
 	l := &lexer{name: name, src: string(src), line: 1, col: 1, lineOnlyWS: true}
 	if strings.HasPrefix(l.src, "\uFEFF") { // byte-order mark
 		l.off = len("\uFEFF")
@@ -142,7 +147,7 @@ func (l *lexer) run() {
 		}
 		if l.eof() {
 			if l.cont {
-				l.warns = append(l.warns, l.warnf(l.contLine, "the last line ends with a continuation \\ but nothing follows"))
+				l.warns = append(l.warns, warning{l.contLine, "the last line ends with a continuation \\ but nothing follows"})
 			}
 			l.finish()
 			return
@@ -154,7 +159,7 @@ func (l *lexer) run() {
 			if !l.cont {
 				l.finish()
 			} else if blank {
-				l.warns = append(l.warns, l.warnf(l.line-1, "empty line inside a continued instruction; it is skipped, but an instruction ends at the first line without a trailing \\"))
+				l.warns = append(l.warns, warning{l.line - 1, "empty line inside a continued instruction; it is skipped, but an instruction ends at the first line without a trailing \\"})
 			}
 		case c == '#':
 			// A comment line inside a continuation is skipped entirely, so
@@ -183,10 +188,6 @@ func (l *lexer) run() {
 			}
 		}
 	}
-}
-
-func (l *lexer) warnf(line int, msg string) string {
-	return l.name + ":" + strconv.Itoa(line) + ": " + msg
 }
 
 // word reads one token: everything up to a blank or newline outside quotes.

@@ -1,8 +1,10 @@
 package k8sfile
 
 import (
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -22,12 +24,12 @@ func ParseFile(path string) (*File, []string, error) {
 // them), not just the first. On error the returned *File is nil. Every
 // *Error matches [ErrInvalid]; use [Errors] to list them.
 func Parse(name string, src []byte) (*File, []string, error) {
-	nodes, warns, errs := lex(name, src)
+	nodes, lexWarns, errs := lex(name, src)
 	p := &parser{
 		name:   name,
 		file:   &File{Name: name},
 		errs:   errs,
-		warns:  warns,
+		warns:  lexWarns,
 		args:   map[string]*Arg{},
 		later:  map[string]Pos{},
 		layers: map[string]layerUse{},
@@ -35,10 +37,15 @@ func Parse(name string, src []byte) (*File, []string, error) {
 		labels: map[string]Pos{},
 	}
 	p.parse(nodes)
-	if err := joinErrors(p.errs); err != nil {
-		return nil, p.warns, err
+	slices.SortStableFunc(p.warns, func(a, b warning) int { return cmp.Compare(a.line, b.line) })
+	var warns []string
+	for _, w := range p.warns {
+		warns = append(warns, fmt.Sprintf("%s:%d: %s", name, w.line, w.msg))
 	}
-	return p.file, p.warns, nil
+	if err := joinErrors(p.errs); err != nil {
+		return nil, warns, err
+	}
+	return p.file, warns, nil
 }
 
 type layerUse struct {
@@ -50,7 +57,7 @@ type parser struct {
 	name  string
 	file  *File
 	errs  []*Error
-	warns []string
+	warns []warning
 
 	args   map[string]*Arg // ARGs declared so far
 	later  map[string]Pos  // every ARG in the file, to hint "declared later"
@@ -58,6 +65,7 @@ type parser struct {
 	pools  map[string]Pos
 	labels map[string]Pos
 
+	typos        map[string]bool // options suggested for unknown keys by the last options call
 	sawFrom      bool
 	firstMachine *Pos
 }
@@ -91,7 +99,7 @@ func (p *parser) errorf(pos Pos, instr, hint, format string, a ...any) {
 }
 
 func (p *parser) warnf(pos Pos, format string, a ...any) {
-	p.warns = append(p.warns, fmt.Sprintf("%s:%d: ", p.name, pos.Line)+fmt.Sprintf(format, a...))
+	p.warns = append(p.warns, warning{pos.Line, fmt.Sprintf(format, a...)})
 }
 
 func (p *parser) parse(nodes []node) {
@@ -322,6 +330,7 @@ func escapes(s string) bool {
 // bare words, unknown keys and repeats of a key not in repeatable.
 func (p *parser) options(instr string, args []token, valid []string, repeatable map[string]bool, list string) (opts map[string][]token, items []token) {
 	opts = map[string][]token{}
+	p.typos = map[string]bool{}
 	inList := false
 	for _, t := range args {
 		if list != "" && !t.Quoted && t.Val == list {
@@ -355,6 +364,7 @@ func (p *parser) options(instr string, args []token, valid []string, repeatable 
 			}
 			if s := suggest(k, valid); s != "" {
 				hint = "did you mean " + s + "? " + hint
+				p.typos[s] = true
 			}
 			p.errorf(t.Pos, instr, hint, "unknown option %q", k)
 			continue
