@@ -1,8 +1,26 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+
+	"github.com/spf13/cobra"
+
+	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/state"
+)
 
 // deployCommands returns the top-level commands of the deploy area.
+// deploy, status, destroy, upgrade, resume and kubeconfig join them when the
+// engine is wired to the artifact, the providers and the control plane.
 func deployCommands(g *globals) []*cobra.Command {
-	return nil
+	return []*cobra.Command{
+		newEnvCmd(g),
+		newHistoryCmd(g),
+	}
+}
+
+// openState opens the state database in g.home. Callers Close it.
+func (g *globals) openState(ctx context.Context) (*state.Store, error) {
+	s, err := state.Open(ctx, g.home, state.WithLogger(g.logger()))
+	return s, engine.UserError(err)
 }

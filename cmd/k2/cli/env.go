@@ -1,0 +1,261 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"k2.dev/k2/internal/output"
+	"k2.dev/k2/internal/usererr"
+	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/state"
+)
+
+func newEnvCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "env",
+		Short: "Create, list, show and change environments",
+		Long: `An environment is a named place a cluster is deployed to: a provider, its
+configuration, and the ARG values every deploy there uses. The same artifact
+digest is promoted from one environment to the next.
+
+ARG values are resolved at deploy time, lowest to highest:
+  the K8sfile's ARG default < the environment's values < --values file < --set
+
+Environments live in $K2_HOME/state.db.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.AddCommand(newEnvCreateCmd(g), newEnvLsCmd(g), newEnvShowCmd(g), newEnvSetCmd(g), newEnvUnlockCmd(g))
+	return cmd
+}
+
+func newEnvCreateCmd(g *globals) *cobra.Command {
+	var o engine.EnvCreateOptions
+	cmd := &cobra.Command{
+		Use:   "create <name> --provider <provider>",
+		Short: "Create an environment",
+		Example: `  k2 env create dev --provider local
+  k2 env create prod --provider metal --provider-config metal.yaml --set replicas=3
+  k2 env create staging --provider libvirt --values staging.yaml`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			o.Name = args[0]
+			if o.Provider == "" {
+				return usererr.Usage("--provider is required; e.g. k2 env create %s --provider local", o.Name)
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			e, err := engine.CreateEnv(cmd.Context(), s, o)
+			if err != nil {
+				return err
+			}
+			return output.Render(g.stdout, f, e, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "created environment %s (provider %s)\n", e.Name, e.Provider)
+				return err
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&o.Provider, "provider", "", "provider plugin that makes the machines: local, libvirt, metal, aws… (required)")
+	fl.StringArrayVar(&o.Sets, "set", nil, "ARG value key=value (repeatable); wins over --values")
+	fl.StringVar(&o.ValuesFile, "values", "", "YAML or JSON file of ARG values (replicas: 3)")
+	fl.StringVar(&o.ProviderConfigFile, "provider-config", "", "YAML or JSON file of provider settings")
+	return cmd
+}
+
+func newEnvLsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List environments",
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			envs, err := s.ListEnvs(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return output.Render(g.stdout, f, envs, func(w io.Writer) error {
+				if len(envs) == 0 {
+					_, err := fmt.Fprintln(w, "no environments; create one with 'k2 env create <name> --provider local'")
+					return err
+				}
+				t := output.Table(w)
+				fmt.Fprintln(t, "NAME\tPROVIDER\tVALUES\tCREATED")
+				for _, e := range envs {
+					fmt.Fprintf(t, "%s\t%s\t%d\t%s\n", e.Name, e.Provider, len(e.Values), e.CreatedAt.Format(time.RFC3339))
+				}
+				return t.Flush()
+			})
+		},
+	}
+}
+
+func newEnvShowCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show <name>",
+		Short: "Show an environment: provider, values, machines, last deployment, lock",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			d, err := engine.DescribeEnv(cmd.Context(), s, args[0])
+			if err != nil {
+				return err
+			}
+			return output.Render(g.stdout, f, d, func(w io.Writer) error { return printEnv(w, d) })
+		},
+	}
+}
+
+func printEnv(w io.Writer, d *engine.EnvDetail) error {
+	t := output.Table(w)
+	fmt.Fprintf(t, "Name:\t%s\n", d.Name)
+	fmt.Fprintf(t, "Provider:\t%s\n", d.Provider)
+	if d.ProviderConfigRef != "" {
+		fmt.Fprintf(t, "Provider config:\t%s\n", d.ProviderConfigRef)
+	}
+	fmt.Fprintf(t, "Created:\t%s\n", d.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintf(t, "Updated:\t%s\n", d.UpdatedAt.Format(time.RFC3339))
+	if d.Lock != nil {
+		note := ""
+		if d.Lock.Stale {
+			note = " (stale: the process is gone)"
+		}
+		fmt.Fprintf(t, "Locked by:\tpid %d on %s (%s) since %s%s\n", d.Lock.PID, d.Lock.Host, d.Lock.Command, d.Lock.Since.Format(time.RFC3339), note)
+	}
+	if d.Last != nil {
+		fmt.Fprintf(t, "Last deployment:\t%s %s %s (%s)\n", d.Last.ID, d.Last.Op, artifactOf(d.Last), d.Last.Result)
+	}
+	if err := t.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "Values:")
+	if len(d.Values) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, k := range state.SortedKeys(d.Values) {
+		fmt.Fprintf(w, "  %s=%s\n", k, d.Values[k])
+	}
+	fmt.Fprintln(w, "Machines:")
+	if len(d.Machines) == 0 {
+		_, err := fmt.Fprintln(w, "  (none)")
+		return err
+	}
+	t = output.Table(w)
+	fmt.Fprintln(t, "  NAME\tPOOL\tROLE\tSTATE\tPROVIDER ID\tADDRESSES")
+	for _, m := range d.Machines {
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Pool, m.Role, m.State, m.ProviderID, strings.Join(m.Addresses, ","))
+	}
+	return t.Flush()
+}
+
+func artifactOf(d *state.Deployment) string {
+	switch {
+	case d.ArtifactRef != "" && d.ArtifactDigest != "":
+		return d.ArtifactRef + "@" + d.ArtifactDigest
+	case d.ArtifactRef != "":
+		return d.ArtifactRef
+	case d.ArtifactDigest != "":
+		return d.ArtifactDigest
+	}
+	return "-"
+}
+
+func newEnvSetCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set <name> key=value|key- ...",
+		Short: "Set or remove an environment's ARG values",
+		Long: `Set ARG values stored with an environment; every later deploy there uses
+them (a --values file or --set on the deploy still wins). key- removes a value.`,
+		Example: `  k2 env set prod replicas=5 domain=example.test
+  k2 env set prod domain-`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 2 {
+				return rangeArgs(2, 1<<20)(cmd, args)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			e, err := engine.SetEnvValues(cmd.Context(), s, args[0], args[1:])
+			if err != nil {
+				return err
+			}
+			return output.Render(g.stdout, f, e, func(w io.Writer) error {
+				for _, k := range state.SortedKeys(e.Values) {
+					fmt.Fprintf(w, "%s=%s\n", k, e.Values[k])
+				}
+				return nil
+			})
+		},
+	}
+}
+
+func newEnvUnlockCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unlock <name>",
+		Short: "Remove an environment's deploy lock left by a process on another host",
+		Long: `A deploy holds its environment's lock while it runs. A lock left by a killed
+process on this host is taken over by the next deploy on its own; a lock held
+from another host (a shared $K2_HOME) cannot be checked, so once you know that
+process is gone, remove it with this command.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if _, err := s.GetEnv(cmd.Context(), args[0]); err != nil {
+				return engine.UserError(err)
+			}
+			if err := s.ForceUnlock(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			res := map[string]any{"env": args[0], "unlocked": true}
+			return output.Render(g.stdout, f, res, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "unlocked environment %s\n", args[0])
+				return err
+			})
+		},
+	}
+}

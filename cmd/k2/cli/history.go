@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"k2.dev/k2/internal/output"
+	"k2.dev/k2/provision/engine"
+)
+
+func newHistoryCmd(g *globals) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history <env>",
+		Short: "List an environment's deployments, newest first",
+		Long: `List the deploys, upgrades and destroys of an environment, newest first, with
+the artifact each one used and how it ended. A deployment still "running" with
+nobody holding the environment's lock was interrupted; 'k2 deploy' again
+resumes it.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			h, err := engine.History(cmd.Context(), s, args[0], limit)
+			if err != nil {
+				return err
+			}
+			return output.Render(g.stdout, f, h, func(w io.Writer) error {
+				if len(h) == 0 {
+					_, err := fmt.Fprintf(w, "no deployments of %s yet\n", args[0])
+					return err
+				}
+				t := output.Table(w)
+				fmt.Fprintln(t, "ID\tOP\tARTIFACT\tSTARTED\tDURATION\tRESULT\tERROR")
+				for _, d := range h {
+					dur := "-"
+					if !d.FinishedAt.IsZero() {
+						dur = d.FinishedAt.Sub(d.StartedAt).Round(time.Second).String()
+					}
+					fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Op, artifactOf(&d),
+						d.StartedAt.Format(time.RFC3339), dur, d.Result, oneLine(d.Error))
+				}
+				return t.Flush()
+			})
+		},
+	}
+	cmd.Flags().IntVar(&limit, "limit", 20, "show at most this many (0: all)")
+	return cmd
+}
+
+// oneLine shortens an error for a table cell.
+func oneLine(s string) string {
+	for i, r := range s {
+		if r == '\n' {
+			s = s[:i] + " …"
+			break
+		}
+	}
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return s
+}
