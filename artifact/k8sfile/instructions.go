@@ -68,6 +68,7 @@ func (p *parser) arg(n node) {
 		p.file.Args = append(p.file.Args, a)
 		p.args[name] = &p.file.Args[len(p.file.Args)-1]
 	}
+	p.defaultsCache = nil
 	// Re-point the map: appending may have moved the slice.
 	for i := range p.file.Args {
 		p.args[p.file.Args[i].Name] = &p.file.Args[i]
@@ -294,7 +295,10 @@ func (p *parser) app(n node) {
 	p.file.Layers = append(p.file.Layers, a)
 }
 
-var machineOptions = []string{"cpu", "memory", "disk", "arch"}
+var (
+	machineOptions = []string{"cpu", "memory", "disk", "arch"}
+	machineChecks  = map[string]func(string) error{"cpu": checkCPU, "memory": checkSize, "disk": checkSize, "arch": checkArch}
+)
 
 // ControlPlanePool is the MACHINES pool that runs the control plane; a
 // K8sfile with MACHINES must give it at least one machine.
@@ -325,8 +329,7 @@ func (p *parser) machines(n node) {
 				continue
 			}
 			seenOpt[k] = t.Col
-			checks := map[string]func(string) error{"cpu": checkCPU, "memory": checkSize, "disk": checkSize, "arch": checkArch}
-			ok = p.template(instr, k, t.ValPos, v, checks[k]) && ok
+			ok = p.template(instr, k, t.ValPos, v, machineChecks[k]) && ok
 			switch k {
 			case "cpu":
 				shared.CPU = v

@@ -193,38 +193,70 @@ func (l *lexer) run() {
 // word reads one token: everything up to a blank or newline outside quotes.
 func (l *lexer) word() token {
 	t := token{Pos: l.pos(), Eq: -1}
+	// Most tokens are plain text: slice them out of the source, and only
+	// copy into b once a quote or escape makes the value differ.
+	start, plain := l.off, true
 	var b strings.Builder
+	unplain := func() {
+		if plain {
+			plain = false
+			b.WriteString(l.src[start:l.off])
+		}
+	}
+	value := func() string {
+		if plain {
+			return l.src[start:l.off]
+		}
+		return b.String()
+	}
 	for !l.eof() {
 		c := l.peek()
 		switch {
 		case isBlank(c) || c == '\n':
-			t.Val = b.String()
+			t.Val = value()
 			return t
 		case c == '"':
+			unplain()
 			t.Quoted = true
 			l.quoted(&b)
 		case c == '\\':
 			if l.atContinuation() {
-				t.Val = b.String()
+				t.Val = value()
 				return t
 			}
+			unplain()
 			l.next()
 			if l.eof() {
 				b.WriteByte('\\')
 				break
 			}
-			b.WriteRune(l.next())
+			l.copyRune(&b)
 		case c == '=' && t.Eq < 0:
+			if plain {
+				t.Eq = l.off - start
+			} else {
+				t.Eq = b.Len()
+				b.WriteByte('=')
+			}
 			l.next()
-			t.Eq = b.Len()
 			t.ValPos = l.pos()
-			b.WriteByte('=')
 		default:
-			b.WriteRune(l.next())
+			if plain {
+				l.next()
+			} else {
+				l.copyRune(&b)
+			}
 		}
 	}
-	t.Val = b.String()
+	t.Val = value()
 	return t
+}
+
+// copyRune consumes one rune and writes its bytes, as they are, to b.
+func (l *lexer) copyRune(b *strings.Builder) {
+	from := l.off
+	l.next()
+	b.WriteString(l.src[from:l.off])
 }
 
 // quoted reads a "…" section (l.off at the opening quote) into b.
@@ -249,7 +281,7 @@ func (l *lexer) quoted(b *strings.Builder) {
 			}
 			switch r := l.next(); r {
 			case '"', '\\':
-				b.WriteRune(r)
+				b.WriteByte(byte(r))
 			case 'n':
 				b.WriteByte('\n')
 			case 't':
@@ -258,7 +290,7 @@ func (l *lexer) quoted(b *strings.Builder) {
 				l.errorf(esc, "unknown escape \\"+string(r)+" in quoted value", `the escapes are \" \\ \n \t; write \\ for a backslash`)
 			}
 		default:
-			b.WriteRune(l.next())
+			l.copyRune(b)
 		}
 	}
 	l.errorf(open, "unterminated quoted value", `close it with "`)

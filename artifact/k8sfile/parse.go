@@ -65,9 +65,10 @@ type parser struct {
 	pools  map[string]Pos
 	labels map[string]Pos
 
-	typos        map[string]bool // options suggested for unknown keys by the last options call
-	sawFrom      bool
-	firstMachine *Pos
+	typos         map[string]bool   // options suggested for unknown keys by the last options call
+	defaultsCache map[string]string // ARG defaults so far; reset by ARG
+	sawFrom       bool
+	firstMachine  *Pos
 }
 
 // instruction keywords, canonical spelling.
@@ -210,12 +211,16 @@ func (p *parser) argNames() []string {
 }
 
 func (p *parser) defaults() map[string]string {
+	if p.defaultsCache != nil {
+		return p.defaultsCache
+	}
 	m := make(map[string]string, len(p.args))
 	for name, a := range p.args {
 		if a.Default != nil {
 			m[name] = *a.Default
 		}
 	}
+	p.defaultsCache = m
 	return m
 }
 
