@@ -260,3 +260,75 @@ func TestInstallChartRef(t *testing.T) {
 		t.Errorf("Version, Name = %q, %q; want the tag and the chart's name", in.Version, in.Name)
 	}
 }
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	src := `FROM scratch
+ARG replicas=2
+ARG domain
+ARG ports=80
+ARG cp=1
+ARG mem=4Gi
+INSTALL helm/repo/chart set host=${domain} literal=$$x
+APP web image=nginx:1.27 port=${ports} replicas=${replicas} env DOMAIN=${domain}
+MACHINES control-plane=${cp} worker=3 memory=${mem}
+`
+	f, _, err := k8sfile.Parse("K8sfile", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("ok", func(t *testing.T) {
+		t.Parallel()
+		got, err := f.Resolve(map[string]string{"domain": "shop.test", "ports": "80,443"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		app := got.Layers[1].(*k8sfile.App)
+		in := got.Layers[0].(*k8sfile.Install)
+		type summary struct {
+			Ports              []string
+			Replicas, Memory   string
+			Env, Set           []k8sfile.KV
+			TemplateKeptInFile string
+		}
+		want := summary{
+			Ports: []string{"80", "443"}, Replicas: "2", Memory: "4Gi",
+			Env:                []k8sfile.KV{{Key: "DOMAIN", Value: "shop.test"}},
+			Set:                []k8sfile.KV{{Key: "host", Value: "shop.test"}, {Key: "literal", Value: "$x"}},
+			TemplateKeptInFile: "${replicas}",
+		}
+		gotS := summary{app.Ports, app.Replicas, got.Machines[1].Memory, app.Env, in.Set,
+			f.Layers[1].(*k8sfile.App).Replicas}
+		if diff := cmp.Diff(want, gotS); diff != "" {
+			t.Errorf("Resolve (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		t.Parallel()
+		_, err := f.Resolve(map[string]string{"domain": "x", "replicas": "two", "cp": "0", "mem": "4", "replica": "1"})
+		if !errors.Is(err, k8sfile.ErrUnknownArg) || !strings.Contains(err.Error(), "did you mean replicas?") {
+			t.Fatalf("unknown value: got %v", err)
+		}
+		_, err = f.Resolve(map[string]string{"domain": "x", "replicas": "two", "cp": "0", "mem": "4"})
+		var got []string
+		for _, e := range k8sfile.Errors(err) {
+			got = append(got, e.Error())
+		}
+		want := []string{
+			`K8sfile:8:1: APP: bad replicas: "two" is not a whole number; ${replicas} is "two" in this environment; give a whole number ≥ 0: replicas=3`,
+			`K8sfile:9:10: MACHINES: bad memory: "4" is less than 1Mi (a bare number is bytes; write 4Gi for 4 GiB); ${mem} is "4" in this environment; give a size such as memory=4Gi or memory=512Mi`,
+			`K8sfile:9:10: MACHINES: control-plane pool has no machines; ${cp} is "0" in this environment; give it at least 1`,
+			`K8sfile:9:30: MACHINES: bad memory: "4" is less than 1Mi (a bare number is bytes; write 4Gi for 4 GiB); ${mem} is "4" in this environment; give a size such as memory=4Gi or memory=512Mi`,
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("Resolve errors (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("missing required", func(t *testing.T) {
+		t.Parallel()
+		_, err := f.Resolve(nil)
+		if got, want := err.Error(), "K8sfile:3:5: ARG: domain has no default and no value was given; give it a value for this environment: --set domain=<value>"; got != want {
+			t.Errorf("Resolve(nil) = %q, want %q", got, want)
+		}
+	})
+}

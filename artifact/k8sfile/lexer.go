@@ -107,7 +107,7 @@ func (l *lexer) errorf(p Pos, msg, hint string) {
 }
 
 func (l *lexer) instruction() string {
-	if l.cur == nil {
+	if l.cur == nil || !isKeyword(strings.ToUpper(l.cur.Keyword.Val)) {
 		return ""
 	}
 	return strings.ToUpper(l.cur.Keyword.Val)
