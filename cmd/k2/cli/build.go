@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"k2.dev/k2/artifact"
+	"k2.dev/k2/artifact/k8sfile"
+	"k2.dev/k2/internal/output"
+	"k2.dev/k2/internal/usererr"
+)
+
+func newBuildCmd(g *globals) *cobra.Command {
+	var (
+		tag, file        string
+		check, allowBeta bool
+		rf               remoteFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "build -t REF [DIR]",
+		Short: "Build a cluster artifact from a K8sfile",
+		Long: `Build turns the K8sfile in DIR (default .) into a reproducible OCI artifact
+in the local store ($K2_HOME/store): one layer per ADD, INSTALL and APP, after
+the layers inherited from FROM, and a config holding the resolved cluster spec.
+
+Charts named by INSTALL are fetched now and vendored, so deploying needs no
+access to chart sources. Every manifest and rendered chart is checked: an
+apiVersion with alpha or beta fails the build unless --allow-beta.
+The same inputs always give the same digest.
+
+Examples:
+  k2 build -t hello:v1 examples/hello
+  k2 build -t localhost:5000/shop:1.2 -f deploy/K8sfile .
+  k2 build --check .          validate only; write nothing`,
+		Args: rangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			if tag == "" && !check {
+				return usererr.Usage("missing -t REF; name the artifact, e.g. k2 build -t hello:v1 %s", dir)
+			}
+			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+				return usererr.Usage("build context %s is not a directory", dir)
+			}
+			if file == "" {
+				file = filepath.Join(dir, k8sfile.DefaultName)
+			}
+			kf, warns, err := k8sfile.ParseFile(file)
+			log := g.logger()
+			for _, w := range warns {
+				log.Warn(w)
+			}
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return usererr.Wrap(usererr.KindInvalid, err, "create a K8sfile there or pass -f FILE")
+				}
+				return usererr.Wrap(usererr.KindInvalid, err, "")
+			}
+			ctx := cmd.Context()
+			store, err := g.openStore(ctx)
+			if err != nil {
+				return err
+			}
+			repos, err := artifact.LoadRepos(artifact.ReposFile(g.home))
+			if err != nil {
+				return err
+			}
+			res, err := artifact.Build(ctx, kf, artifact.BuildOptions{
+				Store: store, Context: os.DirFS(dir), Ref: tag, Check: check, AllowBeta: allowBeta,
+				Repos: repos, Remote: rf.options(g), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			out := struct {
+				Ref    string `json:"ref,omitempty"`
+				Digest string `json:"digest"`
+				Check  bool   `json:"check,omitempty"`
+				Layers int    `json:"layers"`
+			}{res.Ref, res.Digest, check, len(res.Config.Layers)}
+			return output.Render(g.stdout, f, out, func(w io.Writer) error {
+				if check {
+					_, err := fmt.Fprintf(w, "%s: ok (%d layers, would be %s)\n", file, out.Layers, res.Digest)
+					return err
+				}
+				_, err := fmt.Fprintf(w, "%s@%s\n", res.Ref, res.Digest)
+				return err
+			})
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&tag, "tag", "t", "", "reference to tag the artifact with (name:tag or host/repo:tag)")
+	fl.StringVarP(&file, "file", "f", "", "K8sfile to build (default DIR/K8sfile)")
+	fl.BoolVar(&check, "check", false, "only validate: resolve FROM, fetch and render charts, check API versions; write nothing")
+	fl.BoolVar(&allowBeta, "allow-beta", false, "accept alpha and beta apiVersions (recorded in the artifact)")
+	rf.register(cmd)
+	return cmd
+}
