@@ -1,0 +1,268 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Readiness reports whether a live object is ready, why not, and whether
+// it has failed for good (a failed Job). Kinds without a notion of
+// readiness are ready once they exist.
+func Readiness(u *unstructured.Unstructured) (ready bool, status string, failed bool) {
+	gvk := u.GroupVersionKind()
+	gen := u.GetGeneration()
+	observed, hasObserved, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+	stale := hasObserved && observed < gen || !hasObserved && gen > 0 && needsObserved(gvk.Kind)
+	switch {
+	case gvk.Group == "apps" && gvk.Kind == "Deployment":
+		if stale {
+			return false, "waiting for the deployment controller to observe the new spec", false
+		}
+		want := replicas(u)
+		updated := statusInt(u, "updatedReplicas")
+		avail := statusInt(u, "availableReplicas")
+		if c, ok := condition(u, "Progressing"); ok && c.status == "False" {
+			return false, fmt.Sprintf("%s: %s", c.reason, c.message), c.reason == "ProgressDeadlineExceeded"
+		}
+		if updated < want || avail < want {
+			return false, fmt.Sprintf("%d/%d replicas updated, %d available", updated, want, avail), false
+		}
+		return true, fmt.Sprintf("%d/%d available", avail, want), false
+	case gvk.Group == "apps" && gvk.Kind == "StatefulSet":
+		if stale {
+			return false, "waiting for the statefulset controller to observe the new spec", false
+		}
+		want, ready := replicas(u), statusInt(u, "readyReplicas")
+		if ready < want {
+			return false, fmt.Sprintf("%d/%d replicas ready", ready, want), false
+		}
+		return true, fmt.Sprintf("%d/%d ready", ready, want), false
+	case gvk.Group == "apps" && gvk.Kind == "DaemonSet":
+		if stale {
+			return false, "waiting for the daemonset controller to observe the new spec", false
+		}
+		want, ready := statusInt(u, "desiredNumberScheduled"), statusInt(u, "numberReady")
+		if ready < want || statusInt(u, "updatedNumberScheduled") < want {
+			return false, fmt.Sprintf("%d/%d pods ready", ready, want), false
+		}
+		return true, fmt.Sprintf("%d/%d ready", ready, want), false
+	case gvk.Group == "batch" && gvk.Kind == "Job":
+		if c, ok := condition(u, "Failed"); ok && c.status == "True" {
+			return false, fmt.Sprintf("failed: %s: %s", c.reason, c.message), true
+		}
+		if c, ok := condition(u, "Complete"); ok && c.status == "True" {
+			return true, "complete", false
+		}
+		return false, fmt.Sprintf("%d succeeded, %d active", statusInt(u, "succeeded"), statusInt(u, "active")), false
+	case gvk.Group == "k2.dev" && gvk.Kind == "App":
+		if stale {
+			return false, "waiting for the App controller to observe the new spec", false
+		}
+		c, ok := condition(u, "Ready")
+		if !ok {
+			return false, "no Ready condition yet (is k2 server's App controller running?)", false
+		}
+		if c.status != "True" {
+			return false, fmt.Sprintf("%s: %s", c.reason, c.message), false
+		}
+		return true, "ready", false
+	case gvk.Group == "apiextensions.k8s.io" && gvk.Kind == "CustomResourceDefinition":
+		if c, ok := condition(u, "Established"); ok && c.status == "True" {
+			return true, "established", false
+		}
+		return false, "not established yet", false
+	case gvk.Group == "" && gvk.Kind == "Pod":
+		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		if phase == "Succeeded" {
+			return true, "succeeded", false
+		}
+		if phase == "Failed" {
+			return false, "failed", true
+		}
+		if c, ok := condition(u, "Ready"); ok && c.status == "True" {
+			return true, "ready", false
+		}
+		return false, "phase " + orDash(phase), false
+	}
+	return true, "", false
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func needsObserved(kind string) bool {
+	switch kind {
+	case "Deployment", "StatefulSet", "DaemonSet", "App":
+		return true
+	}
+	return false
+}
+
+func replicas(u *unstructured.Unstructured) int64 {
+	n, ok, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	if !ok {
+		return 1
+	}
+	return n
+}
+
+func statusInt(u *unstructured.Unstructured, field string) int64 {
+	n, _, _ := unstructured.NestedInt64(u.Object, "status", field)
+	return n
+}
+
+type cond struct{ status, reason, message string }
+
+func condition(u *unstructured.Unstructured, typ string) (cond, bool) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == typ {
+			s, _ := m["status"].(string)
+			r, _ := m["reason"].(string)
+			msg, _ := m["message"].(string)
+			return cond{s, r, msg}, true
+		}
+	}
+	return cond{}, false
+}
+
+func waitEstablished(ctx context.Context, cl *clients, work []*item, idx []int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, i := range idx {
+		w := work[i]
+		err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			u, err := cl.resource(w.mapping, "").Get(ctx, w.obj.GetName(), metav1.GetOptions{})
+			if err != nil {
+				return false, nil //nolint:nilerr // retried until the timeout
+			}
+			ok, _, _ := Readiness(u)
+			return ok, nil
+		})
+		if err != nil {
+			return fmt.Errorf("waiting for CustomResourceDefinition %s to be established: %w", w.obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// waitReady polls every object until all are ready, one has failed for
+// good, or the timeout passes; it fills Ready, Status and (for the ones not
+// ready) Events in result.
+func waitReady(ctx context.Context, cl *clients, work []*item, result *Result, opts Options) error {
+	opts.Logger.Info("waiting for objects to be ready", "objects", len(work), "timeout", opts.Timeout)
+	deadline := time.Now().Add(opts.Timeout)
+	pending := map[int]bool{}
+	for i := range work {
+		pending[i] = true
+	}
+	var failed []int
+	for {
+		for i := range pending {
+			w := work[i]
+			r := &result.Objects[i]
+			u, err := cl.resource(w.mapping, w.obj.GetNamespace()).Get(ctx, w.obj.GetName(), metav1.GetOptions{})
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				r.Status = "reading it: " + err.Error()
+				continue
+			}
+			ok, status, fail := Readiness(u)
+			r.Ready, r.Status = &ok, status
+			if ok {
+				delete(pending, i)
+			}
+			if fail {
+				delete(pending, i)
+				failed = append(failed, i)
+			}
+		}
+		if len(pending) == 0 && len(failed) == 0 {
+			opts.Logger.Info("all objects ready", "objects", len(work))
+			return nil
+		}
+		if len(pending) == 0 || time.Now().After(deadline) {
+			break
+		}
+		opts.Logger.Info("waiting", "not_ready", len(pending))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	var bad []ObjectResult
+	for i := range result.Objects {
+		r := &result.Objects[i]
+		if r.Ready != nil && *r.Ready {
+			continue
+		}
+		r.Events = events(ctx, cl, r)
+		bad = append(bad, *r)
+	}
+	err := &NotReadyError{Objects: bad}
+	if len(failed) > 0 {
+		return fmt.Errorf("%w (a failure is final; not waiting longer)", err)
+	}
+	return fmt.Errorf("after %s: %w", opts.Timeout, err)
+}
+
+// events returns the last few events about r, and for workloads about the
+// ReplicaSets and Pods named after them, newest last.
+func events(ctx context.Context, cl *clients, r *ObjectResult) []string {
+	if r.Object.Namespace == "" && r.uid == "" {
+		return nil
+	}
+	list, err := cl.kube.CoreV1().Events(r.Object.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return []string{"(listing events: " + err.Error() + ")"}
+	}
+	var evs []corev1.Event
+	for _, e := range list.Items {
+		io := e.InvolvedObject
+		mine := string(io.UID) == r.uid && r.uid != "" ||
+			io.Kind == r.Object.Kind && io.Name == r.Object.Name ||
+			(io.Kind == "ReplicaSet" || io.Kind == "Pod") && strings.HasPrefix(io.Name, r.Object.Name+"-")
+		if mine {
+			evs = append(evs, e)
+		}
+	}
+	sort.Slice(evs, func(i, j int) bool { return eventTime(evs[i]).Before(eventTime(evs[j])) })
+	if len(evs) > 5 {
+		evs = evs[len(evs)-5:]
+	}
+	out := make([]string, 0, len(evs))
+	for _, e := range evs {
+		s := fmt.Sprintf("%s %s %s/%s: %s", e.Type, e.Reason, e.InvolvedObject.Kind, e.InvolvedObject.Name, strings.TrimSpace(e.Message))
+		if e.Count > 1 {
+			s += fmt.Sprintf(" (x%d)", e.Count)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func eventTime(e corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
+}

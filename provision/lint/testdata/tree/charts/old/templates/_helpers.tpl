@@ -1,0 +1,1 @@
+{{- define "old.name" -}}old{{- end }}
