@@ -1,0 +1,50 @@
+package host
+
+import (
+	"context"
+
+	"k2.dev/k2/providers/sdk"
+)
+
+// Info is a discovered plugin with what it said about itself.
+type Info struct {
+	Plugin
+	Description  string            `json:"description,omitempty"`
+	Capabilities *sdk.Capabilities `json:"capabilities,omitempty"`
+	ConfigSchema []sdk.ConfigField `json:"configSchema,omitempty"`
+	// Error is why the plugin could not be launched or described.
+	Error string `json:"error,omitempty"`
+}
+
+// Inspect discovers every plugin, launches each in turn and asks it to
+// describe itself. A plugin that fails is reported in its Info.Error, not
+// as an error of Inspect.
+func Inspect(ctx context.Context, d DiscoverOptions, l LaunchOptions) ([]Info, error) {
+	ps, err := Discover(d)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Info, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, Describe(ctx, p, l))
+	}
+	return out, nil
+}
+
+// Describe launches p, asks for its description and stops it.
+func Describe(ctx context.Context, p Plugin, l LaunchOptions) Info {
+	info := Info{Plugin: p}
+	c, err := Launch(ctx, p, l)
+	if err != nil {
+		info.Error = err.Error()
+		return info
+	}
+	defer c.Close()
+	d, err := c.Describe(ctx, nil)
+	if err != nil {
+		info.Error = err.Error()
+		return info
+	}
+	info.Description, info.Capabilities, info.ConfigSchema = d.Description, &d.Capabilities, d.ConfigSchema
+	return info
+}

@@ -1,0 +1,183 @@
+// Package local is the built-in provider whose machines are processes on
+// this host: each machine is the bootstrap command (for a deploy, `k2
+// agent`) running in its own session with its own directory under the
+// provider's state directory. It is written only against providers/sdk,
+// exactly like an external plugin.
+//
+// Layout of the state directory:
+//
+//	<stateDir>/lock                   serialises concurrent plugin processes
+//	<stateDir>/machines/<name>/
+//	    machine.json                  the record: sdk.Machine, command, env
+//	    pid                           "<pid> <start time>" of the process
+//	    agent.log                     its stdout and stderr
+//	    data/                         its data dir (K2_AGENT_DATA_DIR)
+//
+// The processes outlive the plugin (which k2 starts per operation): they
+// are started with setsid in a new session and process group, and found
+// again through the pid file, whose start time guards against pid reuse.
+// Delete sends SIGTERM to the process group, then SIGKILL after a grace
+// period, and removes the directory.
+//
+// Not modelled: separate network namespaces (every machine shares the
+// host's network, so the agent's simulated pod IPs are not routable) and
+// resource limits (cpu and memory are advertised by the agent, not
+// enforced).
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"k2.dev/k2/providers/sdk"
+)
+
+// Name is the provider's name.
+const Name = "local"
+
+// Environment the provider adds for each machine's process. `k2 agent`
+// reads them as defaults of its flags.
+const (
+	EnvDataDir  = "K2_AGENT_DATA_DIR"
+	EnvNodeName = "K2_AGENT_NODE_NAME"
+	EnvLabels   = "K2_AGENT_LABELS"
+	EnvCPU      = "K2_AGENT_CPU"
+	EnvMemory   = "K2_AGENT_MEMORY"
+	EnvServer   = "K2_AGENT_SERVER"
+	EnvToken    = "K2_AGENT_TOKEN"
+	EnvRole     = "K2_AGENT_ROLE"
+)
+
+// Defaults for a machine that asks for no size.
+const (
+	defaultCPU    = 2
+	defaultMemory = 4 << 30
+)
+
+// stopGrace is how long Delete and Power off wait after SIGTERM.
+const stopGrace = 10 * time.Second
+
+// Provider is the local provider.
+type Provider struct {
+	sdk.UnimplementedProvider
+}
+
+// New returns the local provider.
+func New() sdk.Provider { return &Provider{} }
+
+var schema = []sdk.ConfigField{
+	{Name: "stateDir", Type: sdk.TypeString, Default: "$K2_HOME/local",
+		Description: "directory holding one sub-directory per machine (process)"},
+}
+
+func capabilities() sdk.Capabilities {
+	return sdk.Capabilities{
+		Architectures:    []string{runtime.GOARCH},
+		CustomSizes:      true,
+		MaxMachines:      100,
+		BootstrapMethods: []string{sdk.BootstrapExec},
+		Power:            true,
+		Console:          true,
+		PersistentDisks:  true,
+	}
+}
+
+func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
+	return &sdk.DescribeResponse{
+		Name:         Name,
+		Description:  "machines are k2 agent processes on this host (no VMs)",
+		Capabilities: capabilities(),
+		ConfigSchema: schema,
+	}, nil
+}
+
+type config struct {
+	StateDir string `json:"stateDir"`
+}
+
+// load decodes the config and fills the default state directory.
+func load(c sdk.Config) (config, sdk.Diagnostics) {
+	ds := sdk.CheckConfig(schema, c)
+	var cfg config
+	if err := c.Decode(&cfg); err != nil {
+		ds.Errorf("config", "%v", err)
+	}
+	if cfg.StateDir == "" {
+		home := os.Getenv("K2_HOME")
+		if home == "" {
+			if h, err := os.UserHomeDir(); err == nil {
+				home = filepath.Join(h, ".k2")
+			}
+		}
+		cfg.StateDir = filepath.Join(home, "local")
+	}
+	if !filepath.IsAbs(cfg.StateDir) {
+		ds.Errorf("config.stateDir", "state directory %q must be an absolute path", cfg.StateDir)
+	}
+	return cfg, ds
+}
+
+func (p *Provider) Validate(ctx context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
+	_, ds := load(req.Config)
+	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)
+	return &sdk.ValidateResponse{Diagnostics: ds}, nil
+}
+
+// lock takes an exclusive flock on the state directory for one call.
+func lock(dir string) (func(), error) {
+	if err := os.MkdirAll(filepath.Join(dir, "machines"), 0o755); err != nil {
+		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking state dir: %w", err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// machineEnv is what a machine's process learns about itself.
+func machineEnv(dir string, m sdk.MachineRequest, b sdk.Bootstrap) []string {
+	cpu, mem := int64(m.CPU), m.MemoryBytes
+	if cpu == 0 {
+		cpu = defaultCPU
+	}
+	if mem == 0 {
+		mem = defaultMemory
+	}
+	labels := []string{}
+	if m.Pool != "" {
+		labels = append(labels, "k2.dev/pool="+m.Pool)
+	}
+	for k, v := range m.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	env := []string{
+		EnvDataDir + "=" + filepath.Join(dir, "data"),
+		EnvNodeName + "=" + m.Name,
+		EnvLabels + "=" + strings.Join(labels, ","),
+		EnvCPU + "=" + strconv.FormatInt(cpu, 10),
+		EnvMemory + "=" + strconv.FormatInt(mem, 10),
+		EnvRole + "=" + m.Role,
+	}
+	if b.ServerURL != "" {
+		env = append(env, EnvServer+"="+b.ServerURL)
+	}
+	if b.JoinToken != "" {
+		env = append(env, EnvToken+"="+b.JoinToken)
+	}
+	for k, v := range b.Env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
