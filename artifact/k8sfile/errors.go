@@ -18,6 +18,9 @@ var (
 	ErrUndefined = errors.New("undefined variable")
 	// ErrTemplate is returned by [Expand] for a malformed ${…} reference.
 	ErrTemplate = errors.New("malformed template")
+	// ErrUnknownArg is returned by [File.ArgValues] and [File.Resolve] for
+	// a value given for a name the K8sfile does not declare with ARG.
+	ErrUnknownArg = errors.New("unknown ARG")
 )
 
 // MaxErrors caps how many problems [Parse] reports; the rest are summarised

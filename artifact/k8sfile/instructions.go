@@ -107,6 +107,9 @@ func (p *parser) add(n node) {
 	case len(args) == 0:
 		p.errorf(n.Keyword.Pos, instr, usage, "missing path")
 		return
+	case len(args) == 2 && strings.EqualFold(args[1].Val, "as"):
+		p.errorf(args[1].Pos, instr, usage, "missing name after %s", args[1].Val)
+		return
 	case len(args) == 2 || len(args) > 3 || (len(args) == 3 && !strings.EqualFold(args[1].Val, "as")):
 		p.errorf(args[1].Pos, instr, usage, "unexpected %q", args[1].Val)
 		return

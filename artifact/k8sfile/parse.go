@@ -48,6 +48,20 @@ func Parse(name string, src []byte) (*File, []string, error) {
 	return p.file, warns, nil
 }
 
+// Expand resolves ${name} references in s from values. A reference to a name
+// absent from values is an error wrapping [ErrUndefined] and naming it; a
+// malformed reference ("${", "${}", "${a-b}") wraps [ErrTemplate]. "$$" is a
+// literal "$", so "$${x}" expands to "${x}".
+func Expand(s string, values map[string]string) (string, error) {
+	return expand(s, func(name string) (string, error) {
+		v, ok := values[name]
+		if !ok {
+			return "", fmt.Errorf("${%s}: %w %q", name, ErrUndefined, name)
+		}
+		return v, nil
+	})
+}
+
 type layerUse struct {
 	pos   Pos
 	instr string
@@ -337,9 +351,17 @@ func (p *parser) options(instr string, args []token, valid []string, repeatable 
 	opts = map[string][]token{}
 	p.typos = map[string]bool{}
 	inList := false
+	var listTok *token // the last list keyword, while no pair has followed it
+	emptyList := func() {
+		if listTok != nil {
+			p.errorf(listTok.Pos, instr, "follow it with key=value pairs, or remove it", "%s without key=value pairs", list)
+		}
+	}
 	for _, t := range args {
 		if list != "" && !t.Quoted && t.Val == list {
+			emptyList()
 			inList = true
+			listTok = &t
 			continue
 		}
 		if !t.isPair() {
@@ -349,6 +371,7 @@ func (p *parser) options(instr string, args []token, valid []string, repeatable 
 			}
 			if inList {
 				hint = "after " + list + " come key=value pairs"
+				listTok = nil
 			}
 			p.errorf(t.Pos, instr, hint, "unexpected %q", t.Val)
 			continue
@@ -359,6 +382,7 @@ func (p *parser) options(instr string, args []token, valid []string, repeatable 
 				continue
 			}
 			items = append(items, t)
+			listTok = nil
 			continue
 		}
 		k := t.key()
@@ -380,6 +404,7 @@ func (p *parser) options(instr string, args []token, valid []string, repeatable 
 		}
 		opts[k] = append(opts[k], t)
 	}
+	emptyList()
 	return opts, items
 }
 
@@ -390,51 +415,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// suggest returns the candidate closest to s (ignoring case) within a small
-// edit distance, or "".
-func suggest(s string, candidates []string) string {
-	best, bestD := "", 3
-	ls := strings.ToLower(s)
-	for _, c := range candidates {
-		d := editDistance(ls, strings.ToLower(c))
-		if d < bestD && d < len(s) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-// editDistance is the optimal string alignment distance: insertions,
-// deletions, substitutions and transpositions of neighbours each cost 1.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	if len(ra) > 64 || len(rb) > 64 {
-		if a == b {
-			return 0
-		}
-		return 64
-	}
-	d := make([][]int, len(ra)+1)
-	for i := range d {
-		d[i] = make([]int, len(rb)+1)
-		d[i][0] = i
-	}
-	for j := range d[0] {
-		d[0][j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
-			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
-				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
-			}
-		}
-	}
-	return d[len(ra)][len(rb)]
 }

@@ -8,10 +8,6 @@ import (
 	"strings"
 )
 
-// ErrUnknownArg is returned by [File.ArgValues] and [File.Resolve] for a
-// value given for a name the K8sfile does not declare with ARG.
-var ErrUnknownArg = errors.New("unknown ARG")
-
 // ArgValues returns the value of every ARG for one environment: values
 // (e.g. from --set name=value or an env file) over the ARG defaults. A value
 // for an undeclared name wraps [ErrUnknownArg]; a required ARG (no default)

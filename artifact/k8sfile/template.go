@@ -8,20 +8,6 @@ import (
 // Templates: ${name} is replaced by the value of name; $$ is a literal "$";
 // any other "$" is literal. name is an ARG name, [A-Za-z_][A-Za-z0-9_]*.
 
-// Expand resolves ${name} references in s from values. A reference to a name
-// absent from values is an error wrapping [ErrUndefined] and naming it; a
-// malformed reference ("${", "${}", "${a-b}") wraps [ErrTemplate]. "$$" is a
-// literal "$", so "$${x}" expands to "${x}".
-func Expand(s string, values map[string]string) (string, error) {
-	return expand(s, func(name string) (string, error) {
-		v, ok := values[name]
-		if !ok {
-			return "", fmt.Errorf("${%s}: %w %q", name, ErrUndefined, name)
-		}
-		return v, nil
-	})
-}
-
 // expand walks s, calling lookup for every reference.
 func expand(s string, lookup func(name string) (string, error)) (string, error) {
 	if !strings.Contains(s, "$") {
