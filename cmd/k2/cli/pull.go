@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -40,6 +41,10 @@ Example:
 				Digest string `json:"digest"`
 			}{ref, d.Digest.String()}
 			return output.Render(g.stdout, f, out, func(w io.Writer) error {
+				if strings.Contains(ref, "@") {
+					_, err := fmt.Fprintln(w, ref)
+					return err
+				}
 				_, err := fmt.Fprintf(w, "%s@%s\n", ref, out.Digest)
 				return err
 			})
