@@ -122,21 +122,39 @@ func addLayerName(p string) string {
 }
 
 func checkCount(s string) error {
-	n, err := strconv.ParseInt(s, 10, 32)
-	if err != nil {
-		return fmt.Errorf("%q is not a whole number", s)
-	}
-	if n < 0 {
+	if strings.HasPrefix(s, "-") && allDigits(s[1:]) {
 		return fmt.Errorf("%q is negative", s)
 	}
+	if !allDigits(s) {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	if _, err := strconv.ParseInt(s, 10, 32); err != nil {
+		return fmt.Errorf("%s is too large", s)
+	}
 	return nil
+}
+
+// allDigits reports whether s is a non-empty run of ASCII digits.
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkPorts checks a port= value: one port or several separated by commas.
 func checkPorts(s string) error {
 	for p := range strings.SplitSeq(s, ",") {
 		n, err := strconv.Atoi(p)
-		if err != nil {
+		if err != nil || !allDigits(p) {
+			if allDigits(p) {
+				return fmt.Errorf("%s is outside 1–65535", p)
+			}
 			return fmt.Errorf("%q is not a port number", p)
 		}
 		if n < 1 || n > 65535 {
