@@ -16,6 +16,10 @@ func (p *parser) from(n node) {
 	}
 	p.sawFrom = true
 	p.file.From.Pos = n.Keyword.Pos
+	if len(n.Args) == 3 && strings.EqualFold(n.Args[1].Val, "as") {
+		p.errorf(n.Args[1].Pos, instr, "remove "+n.Args[1].Val+" "+n.Args[2].Val+"; a K8sfile has one stage: FROM <artifact-ref>", "multi-stage builds are not supported")
+		return
+	}
 	if len(n.Args) != 1 {
 		pos := n.Keyword.Pos
 		if len(n.Args) > 1 {
@@ -257,7 +261,11 @@ func (p *parser) app(n node) {
 		ok = false
 	} else {
 		a.Image = ts[0].value()
-		ok = p.template(instr, "image", ts[0].ValPos, a.Image, ValidateRef) && ok
+		good := p.template(instr, "image", ts[0].ValPos, a.Image, ValidateRef)
+		if good && !strings.Contains(a.Image, "$") && unpinned(a.Image) {
+			p.warnf(ts[0].Pos, "APP %s: image %s has no tag or digest (or is :latest), so each deploy may run a different image; pin a version or @sha256: digest", nt.Val, a.Image)
+		}
+		ok = good && ok
 	}
 	for _, t := range opts["port"] {
 		// port=80,443 is two ports; a template that expands to a list

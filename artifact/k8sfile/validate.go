@@ -68,6 +68,16 @@ func ValidateRef(ref string) error {
 	return nil
 }
 
+// unpinned reports whether a valid image reference has neither a digest nor
+// a tag other than latest.
+func unpinned(ref string) bool {
+	if strings.Contains(ref, "@") {
+		return false
+	}
+	i := strings.LastIndexByte(ref, ':')
+	return i <= strings.LastIndexByte(ref, '/') || ref[i+1:] == "latest"
+}
+
 // validLabel reports whether s is a DNS-1123 label: lowercase letters,
 // digits and '-', starting and ending with a letter or digit, ≤ 63.
 func validLabel(s string) bool { return len(s) <= 63 && dns1123LabelRE.MatchString(s) }
