@@ -123,13 +123,14 @@ func (l *lexer) skipToEOL() {
 }
 
 // atContinuation reports whether the "\" at l.off is followed only by blanks
-// or a comment up to the end of the line (or file).
+// up to the end of the line (or file), or by blanks and a comment. "\#" with
+// no blank between is an escaped "#".
 func (l *lexer) atContinuation() bool {
 	i := l.off + 1
 	for i < len(l.src) && isBlank(l.src[i]) {
 		i++
 	}
-	return i >= len(l.src) || l.src[i] == '\n' || l.src[i] == '#'
+	return i >= len(l.src) || l.src[i] == '\n' || (l.src[i] == '#' && i > l.off+1)
 }
 
 func (l *lexer) finish() {
