@@ -121,7 +121,14 @@ func (b *builder) posErr(p k8sfile.Pos, instr string, err error) error {
 	if name == "" {
 		name = k8sfile.DefaultName
 	}
-	return usererr.Wrap(usererr.KindInvalid, fmt.Errorf("%s:%d:%d: %s: %w", name, p.Line, p.Col, instr, err), "")
+	// Keep the kind of a registry error (exit 5) found while handling the
+	// instruction; anything else is invalid input (exit 3).
+	kind := usererr.KindInvalid
+	var ue *usererr.Error
+	if errors.As(err, &ue) {
+		kind = ue.Kind
+	}
+	return usererr.Wrap(kind, fmt.Errorf("%s:%d:%d: %s: %w", name, p.Line, p.Col, instr, err), "")
 }
 
 // settings merges the K8sfile's ARG, LABEL and MACHINES into the inherited ones.
