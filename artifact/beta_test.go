@@ -16,8 +16,8 @@ func TestStableOnly(t *testing.T) {
 	})
 	repoURL := serveChartRepo(t, betaChart)
 	files := map[string]string{
-		"K8sfile": "FROM scratch\nADD ./m\nINSTALL " + repoURL + "#legacy\n",
-		"m/ok.yaml": "kind: ConfigMap\nmetadata:\n  name: no-apiversion\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+		"K8sfile":         "FROM scratch\nADD ./m\nINSTALL " + repoURL + "#legacy\n",
+		"m/ok.yaml":       "kind: ConfigMap\nmetadata:\n  name: no-apiversion\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
 		"m/sub/beta.yaml": "apiVersion: flowcontrol.apiserver.k8s.io/v1beta3\nkind: FlowSchema\nmetadata:\n  name: fs\n",
 	}
 	dir := writeTree(t, files)
