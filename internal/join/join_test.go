@@ -118,7 +118,7 @@ func TestTokenRoundTrip(t *testing.T) {
 
 func TestDefaultJoinURL(t *testing.T) {
 	for in, want := range map[string]string{
-		"https://10.0.0.1:6443": "https://10.0.0.1:6444",
+		"https://10.0.0.1:6443":  "https://10.0.0.1:6444",
 		"https://cp.example:443": "https://cp.example:6444",
 		"https://[::1]:6443":     "https://[::1]:6444",
 	} {

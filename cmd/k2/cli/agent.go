@@ -1,7 +1,117 @@
 package cli
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"k2.dev/k2/internal/usererr"
+	"k2.dev/k2/provision/agent"
+)
+
+// envOr returns $name, or def when it is unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// hostMemory is the machine's memory from /proc/meminfo (4Gi if unknown).
+func hostMemory() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		var kb int64
+		for _, line := range strings.Split(string(b), "\n") {
+			if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+				return fmt.Sprintf("%dKi", kb)
+			}
+		}
+	}
+	return "4Gi"
+}
 
 func newAgentCmd(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "agent", Short: "Join this machine to a k2 cluster and run its pods", Hidden: true}
+	var (
+		o                       agent.Options
+		labels, cpu, memory     string
+		runtimeName, server, tk string
+	)
+	cmd := &cobra.Command{
+		Use:   "agent --server URL --token TOKEN",
+		Short: "Join this machine to a k2 cluster and run the pods bound to it",
+		Long: `Join this machine to a k2 cluster and run the pods bound to it, as a kubelet.
+
+The agent fetches the cluster CA from the join endpoint (the --server host on
+port 6444 unless --join-url is given), checks it against the hash in the join
+token, and exchanges the token for a node certificate; the credentials are
+kept in --data-dir, so a restarted agent does not join again. It then
+registers a Node with the given capacity and labels (k2.dev/runtime says
+which runtime runs its pods), keeps it Ready and its Lease in
+kube-node-lease fresh, and runs the pods scheduled to it.
+
+Runtimes: sim (pods get IPs and report Running/Ready, but no container runs:
+for the local provider and scale tests). The kubelet + containerd runtime
+comes later.
+
+Every flag can also be set through the environment (K2_AGENT_SERVER,
+K2_AGENT_TOKEN, K2_AGENT_DATA_DIR, K2_AGENT_NODE_NAME, K2_AGENT_LABELS,
+K2_AGENT_CPU, K2_AGENT_MEMORY, K2_AGENT_ROLE); this is how provider plugins
+configure the agents they start. The agent stops cleanly on SIGTERM.`,
+		Example: `  k2 agent --server https://10.0.0.1:6443 --token K2<hash>::abcdef.0123456789abcdef
+  k2 agent --server https://127.0.0.1:6443 --token "$TOKEN" --node-name w1 \
+      --labels k2.dev/pool=gpu --cpu 4 --memory 8Gi --data-dir /tmp/w1`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.ServerURL, o.Token, o.RuntimeName = server, tk, runtimeName
+			if o.DataDir == "" {
+				o.DataDir = filepath.Join(g.home, "agent")
+			}
+			if o.ServerURL == "" {
+				return usererr.Usage("--server is required (or K2_AGENT_SERVER)")
+			}
+			var err error
+			if o.CPU, err = resource.ParseQuantity(cpu); err != nil {
+				return usererr.Usage("--cpu %q: %v", cpu, err)
+			}
+			if o.Memory, err = resource.ParseQuantity(memory); err != nil {
+				return usererr.Usage("--memory %q: %v", memory, err)
+			}
+			if labels != "" {
+				o.Labels = map[string]string{}
+				for _, kv := range strings.Split(labels, ",") {
+					k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+					if !ok || k == "" {
+						return usererr.Usage("--labels: %q is not key=value", kv)
+					}
+					o.Labels[k] = v
+				}
+			}
+			if _, ok := agent.Runtimes[o.RuntimeName]; !ok {
+				return usererr.Usage("--runtime %q: this agent has: sim", o.RuntimeName)
+			}
+			o.Logger = g.logger()
+			if err := agent.Run(cmd.Context(), o); err != nil {
+				return usererr.Wrap(usererr.KindFailure, err, "")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", os.Getenv("K2_AGENT_SERVER"), "API server URL, https://host:6443")
+	f.StringVar(&tk, "token", os.Getenv("K2_AGENT_TOKEN"), "join token (K2<ca-hash>::<id>.<secret>), from the control plane")
+	f.StringVar(&o.JoinURL, "join-url", "", "join endpoint (default: the --server host on port 6444)")
+	f.StringVar(&o.DataDir, "data-dir", os.Getenv("K2_AGENT_DATA_DIR"), "where the node's credentials and state live (default $K2_HOME/agent)")
+	f.StringVar(&o.NodeName, "node-name", os.Getenv("K2_AGENT_NODE_NAME"), "node name (default: the host name)")
+	f.StringVar(&o.Role, "role", envOr("K2_AGENT_ROLE", agent.RoleWorker), "worker or control-plane")
+	f.StringVar(&labels, "labels", os.Getenv("K2_AGENT_LABELS"), "extra node labels, k=v,k=v")
+	f.StringVar(&cpu, "cpu", envOr("K2_AGENT_CPU", fmt.Sprint(runtime.NumCPU())), "CPU capacity to advertise")
+	f.StringVar(&memory, "memory", envOr("K2_AGENT_MEMORY", hostMemory()), "memory capacity to advertise (e.g. 4Gi)")
+	f.StringVar(&runtimeName, "runtime", "sim", "pod runtime: sim")
+	return cmd
 }

@@ -1,0 +1,163 @@
+// Package agent is k2's node agent (`k2 agent`): it joins a machine to a
+// k2 cluster with a join token, registers the Node with its capacity and
+// labels, keeps the Node's status and its Lease in kube-node-lease fresh,
+// and runs the pods bound to the node through a Runtime, writing their
+// status and finalising their deletion as a kubelet does.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"k2.dev/k2/internal/join"
+)
+
+// Roles of a node.
+const (
+	RoleWorker       = "worker"
+	RoleControlPlane = "control-plane"
+)
+
+// Labels the agent sets on its Node.
+const (
+	LabelRuntime = "k2.dev/runtime"
+	LabelPool    = "k2.dev/pool"
+	LabelRole    = "k2.dev/role"
+)
+
+// Options configure Run. ServerURL, Token (unless DataDir already holds
+// credentials) and NodeName are required.
+type Options struct {
+	ServerURL string
+	// JoinURL defaults to ServerURL's host on port 6444.
+	JoinURL  string
+	Token    string
+	DataDir  string
+	NodeName string
+	// Role is RoleWorker (default) or RoleControlPlane.
+	Role string
+	// Labels are added to the Node (k=v).
+	Labels map[string]string
+	// CPU and Memory are the capacity the node advertises.
+	CPU    resource.Quantity
+	Memory resource.Quantity
+	// MaxPods is the pod capacity; default 110.
+	MaxPods int
+	// RuntimeName picks the runtime from Runtimes; default "sim".
+	RuntimeName string
+	// HeartbeatInterval between status and lease renewals; default 10s.
+	HeartbeatInterval time.Duration
+	// Ready, if not nil, is closed once the node is registered Ready.
+	Ready  chan<- struct{}
+	Logger *slog.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("finding the node name: %w", err)
+		}
+		o.NodeName = strings.ToLower(h)
+	}
+	if o.Role == "" {
+		o.Role = RoleWorker
+	}
+	if o.Role != RoleWorker && o.Role != RoleControlPlane {
+		return fmt.Errorf("role %q: want %s or %s", o.Role, RoleWorker, RoleControlPlane)
+	}
+	if o.MaxPods == 0 {
+		o.MaxPods = 110
+	}
+	if o.RuntimeName == "" {
+		o.RuntimeName = "sim"
+	}
+	if _, ok := Runtimes[o.RuntimeName]; !ok {
+		return fmt.Errorf("unknown runtime %q; this agent has: sim", o.RuntimeName)
+	}
+	if o.HeartbeatInterval == 0 {
+		o.HeartbeatInterval = 10 * time.Second
+	}
+	if o.ServerURL == "" {
+		return errors.New("the API server URL is required (--server)")
+	}
+	if o.DataDir == "" {
+		return errors.New("a data directory is required (--data-dir)")
+	}
+	return nil
+}
+
+// Run joins the cluster (unless DataDir holds valid credentials), registers
+// the node and runs until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	log := o.Logger.With("node", o.NodeName)
+	creds, err := join.Join(ctx, join.ClientOptions{
+		ServerURL: o.ServerURL, JoinURL: o.JoinURL, Token: o.Token,
+		NodeName: o.NodeName, DataDir: o.DataDir, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("joining the cluster: %w", err)
+	}
+	if creds.Reused {
+		log.Info("using existing node credentials", "kubeconfig", creds.Kubeconfig)
+	} else {
+		log.Info("joined the cluster", "kubeconfig", creds.Kubeconfig)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", creds.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading %s: %w", creds.Kubeconfig, err)
+	}
+	cfg.UserAgent = "k2-agent/" + o.NodeName
+	cfg.QPS, cfg.Burst = 50, 100
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	a := &agent{o: o, cs: cs, log: log}
+	node, err := a.register(ctx)
+	if err != nil {
+		return fmt.Errorf("registering node %s: %w", o.NodeName, err)
+	}
+	rt, err := Runtimes[o.RuntimeName](node)
+	if err != nil {
+		return fmt.Errorf("starting the runtime: %w", err)
+	}
+	a.rt = rt
+	log.Info("node ready", "runtime", rt.Name(), "podCIDR", node.Spec.PodCIDR)
+	if o.Ready != nil {
+		close(o.Ready)
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.heartbeat(ctx) })
+	g.Go(func() error { return a.runPods(ctx) })
+	err = g.Wait()
+	if ctx.Err() != nil {
+		log.Info("agent stopped")
+		return nil
+	}
+	return err
+}
+
+// agent is one running node agent.
+type agent struct {
+	o   Options
+	cs  kubernetes.Interface
+	rt  Runtime
+	log *slog.Logger
+}

@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net/netip"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// SimRuntime is the "sim" runtime: pods get an IP and report their
+// containers running, but no process runs. It is for the local provider
+// and scale tests. Not modelled: container exits, restarts, probes,
+// resource limits, volumes, networking (IPs are not routable).
+type SimRuntime struct {
+	mu      sync.Mutex
+	prefix  netip.Prefix
+	byUID   map[types.UID]*simPod
+	usedIPs map[netip.Addr]bool
+	// StartDelay is how long "starting" a pod takes (default 0).
+	StartDelay time.Duration
+}
+
+type simPod struct {
+	ip      netip.Addr
+	started time.Time
+}
+
+var _ Runtime = (*SimRuntime)(nil)
+
+// NewSimRuntime allocates pod IPs from cidr, or from a 10.90.x.0/24 range
+// derived from the node name when cidr is empty.
+func NewSimRuntime(cidr, nodeName string) (*SimRuntime, error) {
+	if cidr == "" {
+		h := fnv.New32a()
+		h.Write([]byte(nodeName))
+		cidr = fmt.Sprintf("10.90.%d.0/24", h.Sum32()%256)
+	}
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return nil, fmt.Errorf("parsing pod CIDR %q: %w", cidr, err)
+	}
+	p = p.Masked()
+	return &SimRuntime{prefix: p, byUID: map[types.UID]*simPod{}, usedIPs: map[netip.Addr]bool{}}, nil
+}
+
+// SimRuntimeFactory makes a SimRuntime from the node's spec.podCIDR.
+func SimRuntimeFactory(node *corev1.Node) (Runtime, error) {
+	return NewSimRuntime(node.Spec.PodCIDR, node.Name)
+}
+
+// Name implements Runtime.
+func (r *SimRuntime) Name() string { return "sim" }
+
+// allocate returns the lowest free IP of the range, skipping the network
+// address, the first address (the gateway) and the broadcast address.
+func (r *SimRuntime) allocate() (netip.Addr, error) {
+	for ip := r.prefix.Addr().Next().Next(); r.prefix.Contains(ip.Next()); ip = ip.Next() {
+		if !r.usedIPs[ip] {
+			r.usedIPs[ip] = true
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("pod CIDR %s is exhausted", r.prefix)
+}
+
+// RunPod implements Runtime.
+func (r *SimRuntime) RunPod(ctx context.Context, pod *corev1.Pod) (*PodStatus, error) {
+	r.mu.Lock()
+	p, ok := r.byUID[pod.UID]
+	if !ok {
+		// Keep the IP the pod already has (after an agent restart).
+		if ip, err := netip.ParseAddr(pod.Status.PodIP); err == nil && r.prefix.Contains(ip) && !r.usedIPs[ip] {
+			r.usedIPs[ip] = true
+			p = &simPod{ip: ip, started: time.Now()}
+			r.byUID[pod.UID] = p
+		}
+	}
+	if p == nil {
+		ip, err := r.allocate()
+		if err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+		p = &simPod{ip: ip, started: time.Now()}
+		r.byUID[pod.UID] = p
+	}
+	r.mu.Unlock()
+	if !ok && r.StartDelay > 0 {
+		select {
+		case <-time.After(r.StartDelay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	st := &PodStatus{IP: p.ip.String()}
+	for i, c := range pod.Spec.Containers {
+		st.Containers = append(st.Containers, ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: "sim://" + c.Image,
+			ContainerID: fmt.Sprintf("sim://%s-%d", pod.UID, i), Running: true, StartedAt: p.started,
+		})
+	}
+	return st, nil
+}
+
+// StopPod implements Runtime.
+func (r *SimRuntime) StopPod(_ context.Context, uid types.UID) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.byUID[uid]; ok {
+		delete(r.usedIPs, p.ip)
+		delete(r.byUID, uid)
+	}
+	return nil
+}
+
+// Running returns how many pods the runtime runs.
+func (r *SimRuntime) Running() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byUID)
+}
