@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"k2.dev/k2/provision/controlplane"
+)
+
+type serverOptions struct {
+	cp       controlplane.Config
+	joinPort int
+}
+
+func newServerCmd(g *globals) *cobra.Command {
+	var o serverOptions
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a Kubernetes control plane on SQLite (no etcd needed)",
+		Long: `Run kube-apiserver, kube-controller-manager and kube-scheduler in this
+process, with SQLite (through kine) as the datastore. etcd, Postgres and MySQL
+are optional: pass --datastore-endpoint.
+
+Only stable APIs are served unless --allow-beta. The admin kubeconfig is
+written to <data-dir>/admin.kubeconfig ('k2 kubeconfig' prints it); agents
+join with a token from 'k2 token create'. Stop with Ctrl-C or SIGTERM: the
+server shuts down cleanly and restarts on the same data directory with every
+object kept.`,
+		Example: `  k2 server --data-dir /tmp/k2 --port 6443
+  kubectl --kubeconfig /tmp/k2/admin.kubeconfig get ns
+  k2 server --datastore-endpoint etcd://127.0.0.1:2379`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			o.cp.Logger = g.logger()
+			srv, err := controlplane.Start(ctx, o.cp)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "k2 server ready at %s (%s)\nkubeconfig: %s\n", srv.URL, srv.Timings.Ready.Round(1e6), srv.AdminKubeconfigPath())
+			select {
+			case <-ctx.Done():
+				srv.Stop()
+				return nil
+			case err := <-srv.Err():
+				srv.Stop()
+				return err
+			}
+		},
+	}
+	f := cmd.Flags()
+	addDataDirFlag(cmd, &o.cp.DataDir)
+	f.StringVar(&o.cp.DatastoreEndpoint, "datastore-endpoint", "", "etcd://host:2379, postgres://…, mysql://… (default: SQLite in the data dir)")
+	f.StringVar(&o.cp.BindAddress, "bind-address", "0.0.0.0", "address the apiserver listens on")
+	f.StringVar(&o.cp.AdvertiseAddress, "advertise-address", "", "address advertised to the cluster (default: this host's first address)")
+	f.IntVar(&o.cp.Port, "port", controlplane.DefaultPort, "apiserver HTTPS port")
+	f.IntVar(&o.joinPort, "join-port", 6444, "HTTPS port where agents join with a token")
+	f.StringSliceVar(&o.cp.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")
+	f.BoolVar(&o.cp.AllowBeta, "allow-beta", false, "also serve beta APIs (alpha APIs are never served)")
+	f.StringVar(&o.cp.ServiceCIDR, "service-cidr", controlplane.DefaultServiceCIDR, "Service IP range")
+	f.StringVar(&o.cp.ClusterCIDR, "cluster-cidr", controlplane.DefaultClusterCIDR, "Pod IP range, split into per-node ranges")
+	f.IntVar(&o.cp.Verbosity, "component-v", 0, "log verbosity of the Kubernetes components (their log: <data-dir>/logs/control-plane.log)")
+	return cmd
+}

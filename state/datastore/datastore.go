@@ -1,0 +1,153 @@
+// Package datastore runs the Kubernetes datastore for k2's control plane:
+// by default kine in-process over a SQLite file, so no etcd is needed;
+// optionally an external etcd, Postgres or MySQL, given as an endpoint URL.
+package datastore
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/k3s-io/kine/pkg/drivers/generic"
+	"github.com/k3s-io/kine/pkg/endpoint"
+	"github.com/sirupsen/logrus"
+)
+
+// DBFile is the SQLite file's name inside <data-dir>/db.
+const DBFile = "state.db"
+
+// SQLiteParams tune kine's SQLite for concurrent writers on a WAL database
+// without "database is locked": a long busy timeout, immediate write
+// transactions (no lock upgrade deadlocks), NORMAL sync (durable on WAL at
+// checkpoint, safe against process crashes), and kine's own WAL checkpoint
+// after each compaction so the WAL stays bounded.
+const SQLiteParams = "_journal_mode=WAL&_busy_timeout=30000&_synchronous=NORMAL&_txlock=immediate"
+
+// Config selects the datastore.
+type Config struct {
+	// DataDir holds the SQLite file and kine's socket when Endpoint is empty.
+	DataDir string
+	// Endpoint is empty for SQLite, or etcd://, etcds://, http(s):// (etcd),
+	// postgres://, mysql:// exactly as kine takes them.
+	Endpoint string
+	// Logger receives kine's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Datastore is a running datastore.
+type Datastore struct {
+	// EtcdServers are the URLs to give the apiserver as --etcd-servers.
+	EtcdServers []string
+	// DBPath is the SQLite file, or "" for another backend.
+	DBPath string
+
+	cancel context.CancelFunc
+	wg     *sync.WaitGroup
+}
+
+// SQLiteEndpoint returns the kine endpoint for the SQLite file in dataDir.
+func SQLiteEndpoint(dataDir string) string {
+	return "sqlite://" + filepath.Join(dataDir, "db", DBFile) + "?" + SQLiteParams
+}
+
+var logrusOnce sync.Once
+
+// Start starts the datastore and returns once it accepts connections.
+// Cancelling ctx does not stop it: call Stop, which waits for kine to close
+// the database so the WAL is checkpointed.
+func Start(ctx context.Context, cfg Config) (*Datastore, error) {
+	ep := cfg.Endpoint
+	switch {
+	case strings.HasPrefix(ep, "etcd://"):
+		return &Datastore{EtcdServers: splitEtcd(ep, "etcd://", "http://"), cancel: func() {}, wg: &sync.WaitGroup{}}, nil
+	case strings.HasPrefix(ep, "etcds://"):
+		return &Datastore{EtcdServers: splitEtcd(ep, "etcds://", "https://"), cancel: func() {}, wg: &sync.WaitGroup{}}, nil
+	case strings.HasPrefix(ep, "http://"), strings.HasPrefix(ep, "https://"):
+		return &Datastore{EtcdServers: strings.Split(ep, ","), cancel: func() {}, wg: &sync.WaitGroup{}}, nil
+	}
+	logrusOnce.Do(func() {
+		logrus.SetOutput(io.Discard)
+		if cfg.Logger != nil {
+			logrus.SetOutput(slogWriter{cfg.Logger.With("component", "kine")})
+		}
+	})
+	d := &Datastore{wg: &sync.WaitGroup{}}
+	if ep == "" {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, "db"), 0o700); err != nil {
+			return nil, err
+		}
+		ep = SQLiteEndpoint(cfg.DataDir)
+		d.DBPath = filepath.Join(cfg.DataDir, "db", DBFile)
+	} else if u, err := url.Parse(ep); err != nil || u.Scheme == "" {
+		return nil, fmt.Errorf("datastore endpoint %q: want etcd://, postgres://, mysql:// or sqlite://", redact(ep))
+	}
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	sock := filepath.Join(cfg.DataDir, "kine.sock")
+	etcd, err := endpoint.Listen(kctx, endpoint.Config{
+		Listener:            "unix://" + sock,
+		Endpoint:            ep,
+		WaitGroup:           d.wg,
+		CompactInterval:     5 * time.Minute,
+		CompactTimeout:      5 * time.Second,
+		CompactMinRetain:    1000,
+		CompactBatchSize:    1000,
+		PollBatchSize:       500,
+		PollInterval:        time.Second,
+		NotifyInterval:      5 * time.Second,
+		EmulatedETCDVersion: "3.6.11",
+		ConnectionPoolConfig: generic.ConnectionPoolConfig{
+			MaxIdle:     20,
+			MaxIdleTime: 2 * time.Minute,
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("starting kine on %s: %w", redact(ep), err)
+	}
+	d.EtcdServers = etcd.Endpoints
+	return d, nil
+}
+
+// Stop shuts kine down and waits until the database is closed.
+func (d *Datastore) Stop() {
+	d.cancel()
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+func splitEtcd(ep, from, to string) []string {
+	var out []string
+	for _, s := range strings.Split(ep, ",") {
+		out = append(out, to+strings.TrimPrefix(s, from))
+	}
+	return out
+}
+
+// redact hides a password in an endpoint URL.
+func redact(ep string) string {
+	u, err := url.Parse(ep)
+	if err != nil || u.User == nil {
+		return ep
+	}
+	return u.Redacted()
+}
+
+// slogWriter turns logrus text lines into slog debug records.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
