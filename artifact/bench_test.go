@@ -1,0 +1,178 @@
+package artifact_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/content"
+
+	"k2.dev/k2/artifact"
+	"k2.dev/k2/internal/registrytest"
+)
+
+// benchChart is a chart of n templates, a typical small service chart.
+func benchChart(b *testing.B, name string, n int) []byte {
+	files := map[string]string{"values.yaml": "replicas: 2\nimage: nginx:1.27\nport: 80\n"}
+	for i := range n {
+		files[fmt.Sprintf("templates/deploy-%d.yaml", i)] = `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}-` + fmt.Sprint(i) + `
+  labels: {app: {{ .Chart.Name | quote }}, release: {{ .Release.Name | quote }}}
+spec:
+  replicas: {{ .Values.replicas }}
+  selector: {matchLabels: {app: {{ .Chart.Name | quote }}}}
+  template:
+    metadata: {labels: {app: {{ .Chart.Name | quote }}}}
+    spec:
+      containers:
+        - name: main
+          image: {{ .Values.image }}
+          ports: [{containerPort: {{ .Values.port }}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ .Release.Name }}-` + fmt.Sprint(i) + `
+spec:
+  selector: {app: {{ .Chart.Name | quote }}}
+  ports: [{port: {{ .Values.port }}}]
+`
+	}
+	return packChart(b, name, "1.0.0", files)
+}
+
+// BenchmarkBuildThreeCharts builds a K8sfile that vendors three charts (two
+// from an HTTP chart repository, one from an OCI registry, all on loopback)
+// on top of the built-in base, with a warm store. Target: ≤ 1 s per build.
+func BenchmarkBuildThreeCharts(b *testing.B) {
+	repoURL := serveChartRepo(b, benchChart(b, "api", 10), benchChart(b, "worker", 10))
+	host := registrytest.New(b)
+	oci := pushOCIChart(b, host, benchChart(b, "frontend", 10))
+	dir := writeTree(b, map[string]string{
+		"K8sfile": `FROM k2/base:v1.37
+ARG replicas=3
+INSTALL ` + repoURL + `#api set replicas=${replicas}
+INSTALL ` + repoURL + `#worker namespace=jobs
+INSTALL ` + oci + ` version=1.0.0
+APP web image=nginx:1.27 port=80
+`,
+	})
+	s := newStore(b)
+	first := mustBuild(b, s, dir, "bench:v1", nil) // warm: base generated, blobs stored
+	b.ResetTimer()
+	for b.Loop() {
+		res := mustBuild(b, s, dir, "bench:v1", nil)
+		if res.Digest != first.Digest {
+			b.Fatalf("digest changed between builds: %s vs %s", res.Digest, first.Digest)
+		}
+	}
+}
+
+// BenchmarkPushPull100MB pushes and pulls an artifact with one 100 MB layer
+// to and from go-containerregistry's registry over loopback, and copies the
+// same blob file on disk, in the same run. It reports MB/s of each and
+// push/pull as a percentage of the file copy. Target: ≥ 50 %.
+func BenchmarkPushPull100MB(b *testing.B) {
+	const size = 100 << 20
+	ctx := context.Background()
+	layer := make([]byte, size)
+	if _, err := rand.Read(layer); err != nil {
+		b.Fatal(err)
+	}
+	src := newStore(b)
+	ref := tagBigArtifact(b, src, layer)
+
+	var copyD, pushD, pullD time.Duration
+	for b.Loop() {
+		// Plain file copy of the blob, from the store to another file.
+		blob := filepath.Join(src.Dir(), "blobs", "sha256", ref.layer[len("sha256:"):])
+		dst := filepath.Join(b.TempDir(), "copy")
+		t0 := time.Now()
+		if err := copyFile(blob, dst); err != nil {
+			b.Fatal(err)
+		}
+		copyD += time.Since(t0)
+
+		// A fresh registry each time, so the blob is really transferred.
+		host := registrytest.NewDisk(b)
+		r := host + "/bench/big:v1"
+		if err := src.Tag(ctx, ref.desc, r); err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		if _, _, err := artifact.Push(ctx, src, r, artifact.RemoteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		pushD += time.Since(t0)
+
+		dstStore := newStore(b)
+		t0 = time.Now()
+		if _, err := artifact.Pull(ctx, dstStore, r, artifact.RemoteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		pullD += time.Since(t0)
+	}
+	n := float64(b.N)
+	mbps := func(d time.Duration) float64 { return float64(size) / (1 << 20) / (d.Seconds() / n) }
+	b.ReportMetric(mbps(copyD), "copy-MB/s")
+	b.ReportMetric(mbps(pushD), "push-MB/s")
+	b.ReportMetric(mbps(pullD), "pull-MB/s")
+	b.ReportMetric(100*mbps(pushD)/mbps(copyD), "push-%-of-copy")
+	b.ReportMetric(100*mbps(pullD)/mbps(copyD), "pull-%-of-copy")
+}
+
+type bigRef struct {
+	desc  ocispec.Descriptor
+	layer string
+}
+
+// tagBigArtifact stores a k2 artifact whose only layer is data.
+func tagBigArtifact(b *testing.B, s *artifact.Store, data []byte) bigRef {
+	ctx := context.Background()
+	st := s.Storage()
+	ld := content.NewDescriptorFromBytes(artifact.ManifestsMediaType, data)
+	if err := st.Push(ctx, ld, bytes.NewReader(data)); err != nil {
+		b.Fatal(err)
+	}
+	cfg, _ := json.Marshal(artifact.Config{Version: artifact.ConfigVersion, Layers: []artifact.LayerSpec{{
+		Name: "big", Kind: artifact.KindManifests, MediaType: ld.MediaType, Digest: ld.Digest.String(), Size: ld.Size, Objects: []artifact.Object{}}}})
+	cd := content.NewDescriptorFromBytes(artifact.ConfigMediaType, cfg)
+	if err := st.Push(ctx, cd, bytes.NewReader(cfg)); err != nil {
+		b.Fatal(err)
+	}
+	m, _ := json.Marshal(ocispec.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageManifest,
+		ArtifactType: artifact.ArtifactType, Config: cd, Layers: []ocispec.Descriptor{ld}})
+	md := content.NewDescriptorFromBytes(ocispec.MediaTypeImageManifest, m)
+	if err := st.Push(ctx, md, bytes.NewReader(m)); err != nil {
+		b.Fatal(err)
+	}
+	return bigRef{desc: md, layer: ld.Digest.String()}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
