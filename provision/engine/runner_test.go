@@ -332,3 +332,22 @@ func TestPrinter(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestPlanStepKeepsTheJournaledPlan(t *testing.T) {
+	ctx := context.Background()
+	s, ss := begin(t)
+	p1 := &engine.Plan{Env: "prod", Machines: []engine.MachinePlan{{Name: "prod-control-plane-0"}}}
+	r := &engine.Runner{Store: s}
+	if err := r.Run(ctx, ss.State, []engine.Step{&engine.PlanStep{Plan: p1}}); err != nil {
+		t.Fatal(err)
+	}
+	// A resume with a different plan keeps the first.
+	ss.State.Plan = nil
+	p2 := &engine.Plan{Env: "prod", Machines: []engine.MachinePlan{{Name: "prod-control-plane-0"}, {Name: "prod-worker-0"}}}
+	if err := r.Run(ctx, ss.State, []engine.Step{&engine.PlanStep{Plan: p2}}); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(p1.Machines, ss.State.Plan.Machines); diff != "" {
+		t.Errorf("resumed plan (-want +got):\n%s", diff)
+	}
+}

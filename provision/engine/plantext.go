@@ -1,0 +1,125 @@
+package engine
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteText writes the plan for people (`k2 deploy --dry-run`); JSON is the
+// Plan itself.
+func (p *Plan) WriteText(w io.Writer) error {
+	ew := &errWriter{w: w}
+	ew.printf("Plan for environment %s (provider %s)\n", p.Env, p.Provider)
+	art := p.Artifact.Ref
+	if p.Artifact.Digest != "" {
+		if art != "" {
+			art += "@"
+		}
+		art += p.Artifact.Digest
+	}
+	if art == "" {
+		art = "-"
+	}
+	ew.printf("Artifact:   %s\n", art)
+	if p.Artifact.Kubernetes != "" {
+		ew.printf("Kubernetes: %s\n", p.Artifact.Kubernetes)
+	}
+	switch {
+	case p.Unverified:
+		ew.printf("Bootstrap:  (provider capabilities not checked)\n")
+	case p.Bootstrap != "":
+		ew.printf("Bootstrap:  %s\n", p.Bootstrap)
+	}
+
+	ew.printf("\nValues (%d):\n", len(p.Values))
+	if len(p.Values) == 0 {
+		ew.printf("  (none)\n")
+	} else {
+		t := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
+		for _, v := range p.Values {
+			fmt.Fprintf(t, "  %s\t= %s\t(%s)\n", v.Name, quoteIfNeeded(v.Value), v.Source)
+		}
+		t.Flush()
+	}
+
+	ew.printf("\nMachines (%d):\n", len(p.Machines))
+	t := tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(t, "  NAME\tPOOL\tROLE\tARCH\tSIZE\tREQUEST ID")
+	for _, m := range p.Machines {
+		arch := m.Arch
+		if arch == "" {
+			arch = "any"
+		}
+		size := sizeString(m.CPU, m.MemoryBytes, m.DiskBytes)
+		if m.Class != "" {
+			size += " → class " + m.Class
+		}
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Pool, m.Role, arch, size, m.RequestID)
+	}
+	t.Flush()
+
+	ew.printf("\nLayers (%d), applied in order:\n", len(p.Layers))
+	t = tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
+	for i, l := range p.Layers {
+		objs := fmt.Sprintf("%d objects", l.Objects)
+		if l.Objects == 1 {
+			objs = "1 object"
+		}
+		line := fmt.Sprintf("  %d.\t%s\t%s\t%s", i+1, l.Name, l.Kind, objs)
+		if l.From != "" {
+			line += "\tfrom " + l.From
+		}
+		fmt.Fprintln(t, line)
+	}
+	t.Flush()
+
+	if len(p.Apps) > 0 {
+		ew.printf("\nApps (%d):\n", len(p.Apps))
+		t = tabwriter.NewWriter(ew, 0, 4, 2, ' ', 0)
+		for _, a := range p.Apps {
+			rep := a.Replicas
+			if rep == "" {
+				rep = "1"
+			}
+			ports := strings.Join(a.Ports, ",")
+			if ports == "" {
+				ports = "-"
+			}
+			fmt.Fprintf(t, "  %s\t%s\treplicas=%s\tports=%s\n", a.Name, a.Image, rep, ports)
+		}
+		t.Flush()
+	}
+	if len(p.Warnings) > 0 {
+		ew.printf("\nWarnings:\n")
+		for _, w := range p.Warnings {
+			ew.printf("  - %s\n", w)
+		}
+	}
+	return ew.err
+}
+
+func quoteIfNeeded(s string) string {
+	if s == "" || strings.ContainsAny(s, " \t\n\"'") {
+		return fmt.Sprintf("%q", s)
+	}
+	return s
+}
+
+// errWriter keeps the first write error so WriteText can return it once.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return len(p), nil
+	}
+	n, err := e.w.Write(p)
+	e.err = err
+	return n, nil
+}
+
+func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
