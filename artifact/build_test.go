@@ -138,3 +138,35 @@ func TestBuiltinBaseDigest(t *testing.T) {
 		t.Errorf("built-in base digest = %s, want %s (update want only if the base changed on purpose)", d1.Digest, want)
 	}
 }
+
+func TestCheckWritesNothing(t *testing.T) {
+	s := newStore(t)
+	// Generate the base first so that only the check's own blobs could appear.
+	if _, err := artifact.EnsureBuiltin(context.Background(), s, "k2/base:v1.37"); err != nil {
+		t.Fatal(err)
+	}
+	before := countBlobs(t, s.Dir())
+	res := mustBuild(t, s, helloDir(t), "hello:v1", func(o *artifact.BuildOptions) { o.Check = true })
+	if res.Ref != "" {
+		t.Errorf("check tagged %s", res.Ref)
+	}
+	if after := countBlobs(t, s.Dir()); after != before {
+		t.Errorf("check wrote %d blobs", after-before)
+	}
+	if _, err := s.Resolve(context.Background(), "hello:v1"); err == nil {
+		t.Error("check tagged hello:v1")
+	}
+	// The check's digest is the real build's.
+	if real := mustBuild(t, s, helloDir(t), "hello:v1", nil); real.Digest != res.Digest {
+		t.Errorf("check digest %s, build %s", res.Digest, real.Digest)
+	}
+}
+
+func countBlobs(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "blobs", "sha256"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}

@@ -109,7 +109,8 @@ func registryErr(op, ref string, err error) error {
 	}
 	hint := "check that the registry is running and reachable"
 	var resp *errcode.ErrorResponse
-	if errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+	if errors.Is(err, auth.ErrBasicCredentialNotFound) ||
+		(errors.As(err, &resp) && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden)) {
 		hint = "log in with docker login (k2 reads docker's config.json)"
 	} else if errors.Is(err, errdef.ErrNotFound) {
 		hint = "check the reference"
