@@ -26,6 +26,8 @@ import (
 
 	"k8s.io/client-go/rest"
 
+	"k2.dev/k2/internal/dirlock"
+	"k2.dev/k2/internal/join"
 	"k2.dev/k2/provision/pki"
 	"k2.dev/k2/state/datastore"
 )
@@ -51,6 +53,7 @@ type Config struct {
 	BindAddress       string   // "" = 0.0.0.0
 	AdvertiseAddress  string   // "" = the first non-loopback host address, else 127.0.0.1
 	Port              int      // 0 = 6443
+	JoinPort          int      // 0 = 6444; -1 = no join endpoint
 	TLSSANs           []string // extra serving certificate names
 	AllowBeta         bool     // serve beta APIs too (alpha never by default)
 	ServiceCIDR       string   // "" = 10.43.0.0/16
@@ -67,7 +70,7 @@ type Server struct {
 	PKI      *pki.PKI
 	URL      string // https://host:port for clients on this host
 	ds       *datastore.Datastore
-	lock     *dirLock
+	lock     *dirlock.Lock
 	rest     *rest.Config
 	log      *slog.Logger
 	apiStop  context.CancelFunc
@@ -166,6 +169,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	s.goComponent(ctrlCtx, "kube-scheduler", func(ctx context.Context) error {
 		return runScheduler(ctx, s.schedulerArgs())
 	})
+	if cfg.JoinPort > 0 {
+		s.goComponent(ctrlCtx, "join endpoint", func(ctx context.Context) error { return s.serveJoin(ctx, cfg.JoinPort) })
+	}
 	for name, c := range cfg.Controllers {
 		c := c
 		s.goComponent(ctrlCtx, name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) })
@@ -220,7 +226,7 @@ func (s *Server) Stop() {
 			s.ds.Stop()
 		}
 		if s.lock != nil {
-			s.lock.release()
+			s.lock.Release()
 		}
 		s.log.Info("control plane stopped")
 	})
@@ -246,6 +252,9 @@ func (c *Config) defaults() error {
 	c.DataDir = abs
 	if c.Port == 0 {
 		c.Port = DefaultPort
+	}
+	if c.JoinPort == 0 {
+		c.JoinPort = join.DefaultPort
 	}
 	if c.BindAddress == "" {
 		c.BindAddress = "0.0.0.0"

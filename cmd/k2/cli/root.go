@@ -111,6 +111,9 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid K8sfile or config,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Annotations[annotationOIsFile] != "" {
+				return nil
+			}
 			_, err := g.format()
 			return err
 		},
@@ -133,6 +136,10 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid K8sfile or config,
 	root.AddCommand(appCommands(g)...)
 	return root
 }
+
+// annotationOIsFile marks a command where -o may name an output file
+// (k2 backup -o FILE) instead of the output format.
+const annotationOIsFile = "k2.dev/o-is-file"
 
 // exactArgs is cobra.ExactArgs with a usage-kind error.
 func exactArgs(n int) cobra.PositionalArgs {

@@ -9,8 +9,7 @@ import (
 )
 
 type serverOptions struct {
-	cp       controlplane.Config
-	joinPort int
+	cp controlplane.Config
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -55,7 +54,7 @@ object kept.`,
 	f.StringVar(&o.cp.BindAddress, "bind-address", "0.0.0.0", "address the apiserver listens on")
 	f.StringVar(&o.cp.AdvertiseAddress, "advertise-address", "", "address advertised to the cluster (default: this host's first address)")
 	f.IntVar(&o.cp.Port, "port", controlplane.DefaultPort, "apiserver HTTPS port")
-	f.IntVar(&o.joinPort, "join-port", 6444, "HTTPS port where agents join with a token")
+	f.IntVar(&o.cp.JoinPort, "join-port", 6444, "HTTPS port where agents join with a token")
 	f.StringSliceVar(&o.cp.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")
 	f.BoolVar(&o.cp.AllowBeta, "allow-beta", false, "also serve beta APIs (alpha APIs are never served)")
 	f.StringVar(&o.cp.ServiceCIDR, "service-cidr", controlplane.DefaultServiceCIDR, "Service IP range")
