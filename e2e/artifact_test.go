@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -222,5 +226,57 @@ func TestArtifactExitCodes(t *testing.T) {
 	}
 	if r := k2(t, home, "build", beta); r.Code != 2 {
 		t.Errorf("build without -t: exit %d, stderr %s", r.Code, r.Stderr)
+	}
+}
+
+// chartTgz packs a Helm chart archive (files under name/) by hand.
+func chartTgz(t *testing.T, name, version string, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	files["Chart.yaml"] = "apiVersion: v2\nname: " + name + "\nversion: " + version + "\n"
+	for n, d := range files {
+		tw.WriteHeader(&tar.Header{Name: name + "/" + n, Mode: 0o644, Size: int64(len(d)), Typeflag: tar.TypeReg})
+		tw.Write([]byte(d))
+	}
+	tw.Close()
+	gz.Close()
+	return buf.Bytes()
+}
+
+// TestArtifactRepoInstall: k2 repo add → a K8sfile with INSTALL
+// helm/<alias>/<chart> vendors the chart from a loopback chart repository;
+// k2 inspect lists it; repo remove makes the alias unknown (exit 3).
+func TestArtifactRepoInstall(t *testing.T) {
+	tgz := chartTgz(t, "cache", "1.4.0", map[string]string{
+		"values.yaml":        "replicas: 1\n",
+		"templates/sts.yaml": "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: {{ .Release.Name }}\nspec:\n  replicas: {{ .Values.replicas }}\n",
+	})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/index.yaml", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "apiVersion: v1\nentries:\n  cache:\n  - name: cache\n    version: 1.4.0\n    apiVersion: v2\n    urls: [cache-1.4.0.tgz]\n")
+	})
+	mux.HandleFunc("/cache-1.4.0.tgz", func(w http.ResponseWriter, r *http.Request) { w.Write(tgz) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	home := t.TempDir()
+	mustK2(t, home, "repo", "add", "local", srv.URL)
+	if r := mustK2(t, home, "repo", "ls", "-o", "json"); !strings.Contains(r.Stdout, srv.URL) {
+		t.Fatalf("repo ls: %s", r.Stdout)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "K8sfile"), []byte("FROM k2/base:v1.37\nINSTALL helm/local/cache namespace=data set replicas=3\n"), 0o644)
+	mustK2(t, home, "build", "-t", "cache:v1", dir)
+	r := mustK2(t, home, "inspect", "cache:v1")
+	for _, want := range []string{"cache  cache  1.4.0    cache    data", "StatefulSet"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	mustK2(t, home, "repo", "remove", "local")
+	if r := k2(t, home, "build", "-t", "cache:v2", dir); r.Code != 3 || !strings.Contains(r.Stderr, "k2 repo add local") {
+		t.Errorf("unknown alias: exit %d, %s", r.Code, r.Stderr)
 	}
 }
