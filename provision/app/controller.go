@@ -323,6 +323,9 @@ func changed(before, after *unstructured.Unstructured) bool {
 	return !reflect.DeepEqual(strip(before), strip(after))
 }
 
+// maxMessage caps error messages kept in the status and events.
+const maxMessage = 512
+
 func ptr[T any](v T) *T { return &v }
 
 func gvrOf(kind string) schema.GroupVersionResource {
@@ -341,6 +344,9 @@ func (c *Controller) fail(ctx context.Context, u *unstructured.Unstructured, a *
 	msg := err.Error()
 	if se := (&apierrors.StatusError{}); errors.As(err, &se) {
 		msg = se.ErrStatus.Message
+	}
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage] + "…"
 	}
 	c.recorder.Eventf(u, corev1.EventTypeWarning, reason, "%s: %s", object, msg)
 	if live == nil {
@@ -383,9 +389,16 @@ func (c *Controller) writeStatus(ctx context.Context, u *unstructured.Unstructur
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
 	}
-	nu := u.DeepCopy()
-	nu.Object["status"] = m
-	if _, err := c.dyn.Resource(GVR).Namespace(a.Namespace).UpdateStatus(ctx, nu, metav1.UpdateOptions{FieldManager: FieldManager}); err != nil {
+	// Server-side apply of the status subresource: no resourceVersion
+	// precondition, so a stale cache cannot cause conflicts, and fields
+	// this manager stops setting (a cleared lastError) are removed.
+	patch := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": GroupVersion.String(), "kind": Kind,
+		"metadata": map[string]any{"name": a.Name, "namespace": a.Namespace},
+		"status":   m,
+	}}
+	if _, err := c.dyn.Resource(GVR).Namespace(a.Namespace).ApplyStatus(ctx, a.Name, patch,
+		metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 		return fmt.Errorf("updating App status: %w", err)
 	}
 	was, is := meta.FindStatusCondition(old.Conditions, ConditionReady), meta.FindStatusCondition(st.Conditions, ConditionReady)
