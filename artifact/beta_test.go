@@ -100,3 +100,16 @@ func TestBuildInputErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestChartKubeVersion(t *testing.T) {
+	// A chart whose kubeVersion constraint the base does not meet.
+	dir := writeTree(t, map[string]string{
+		"K8sfile":               "FROM k2/base:v1.37\nADD ./old\n",
+		"old/Chart.yaml":        "apiVersion: v2\nname: old\nversion: 0.1.0\nkubeVersion: \"<1.30.0\"\n",
+		"old/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+	})
+	_, err := build(t, newStore(t), dir, "k:v1", nil)
+	if err == nil || !strings.Contains(err.Error(), "chart old 0.1.0 requires Kubernetes <1.30.0, the cluster runs v1.37.2") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -127,6 +127,8 @@ func (b *builder) posErr(p k8sfile.Pos, instr string, err error) error {
 	var ue *usererr.Error
 	if errors.As(err, &ue) {
 		kind = ue.Kind
+	} else if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s:%d:%d: %s: %w", name, p.Line, p.Col, instr, err) // interrupted: exit 130
 	}
 	return usererr.Wrap(kind, fmt.Errorf("%s:%d:%d: %s: %w", name, p.Line, p.Col, instr, err), "")
 }

@@ -95,6 +95,12 @@ func (b *builder) renderChart(ch *chart.Chart, release, namespace string, vals m
 			return nil, fmt.Errorf("dependency %s is not vendored in charts/; run helm dependency build before k2 build", dep.Name)
 		}
 	}
+	caps := b.capabilities()
+	if kv := ch.Metadata.KubeVersion; kv != "" && b.cfg.Kubernetes != "" &&
+		!chartutil.IsCompatibleRange(kv, caps.KubeVersion.String()) {
+		return nil, fmt.Errorf("chart %s %s requires Kubernetes %s, the cluster runs %s; pick another chart version",
+			ch.Name(), ch.Metadata.Version, kv, b.cfg.Kubernetes)
+	}
 	values := map[string]any{}
 	for k, v := range vals {
 		values[k] = v
@@ -113,7 +119,7 @@ func (b *builder) renderChart(ch *chart.Chart, release, namespace string, vals m
 		return nil, err
 	}
 	rv, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{
-		Name: release, Namespace: namespace, Revision: 1, IsInstall: true}, b.capabilities())
+		Name: release, Namespace: namespace, Revision: 1, IsInstall: true}, caps)
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,9 @@ func registryErr(op, ref string, err error) error {
 	if errors.As(err, &ue) {
 		return err
 	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s %s: %w", op, ref, err) // interrupted: exit 130, not 5
+	}
 	hint := "check that the registry is running and reachable"
 	var resp *errcode.ErrorResponse
 	if errors.Is(err, auth.ErrBasicCredentialNotFound) ||
