@@ -1,0 +1,169 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// server is a `k2 server` process started by a test.
+type server struct {
+	t       *testing.T
+	DataDir string
+	Port    int
+	cmd     *exec.Cmd
+	log     *syncBuffer
+	done    chan struct{}
+	exitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freePort returns a loopback TCP port that is free right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startServer runs `k2 server` on dataDir with free ports and waits until it
+// reports ready. The process is killed when the test ends if still running.
+func startServer(t *testing.T, dataDir string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, DataDir: dataDir, Port: freePort(t), log: &syncBuffer{}, done: make(chan struct{})}
+	args := append([]string{"server", "--data-dir", dataDir, "--bind-address", "127.0.0.1",
+		"--port", strconv.Itoa(s.Port), "--join-port", strconv.Itoa(freePort(t))}, extra...)
+	s.cmd = exec.Command(k2Bin, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.exitErr = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-s.done:
+		default:
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	deadline := time.After(2 * time.Minute)
+	for !strings.Contains(s.log.String(), "k2 server ready") {
+		select {
+		case <-s.done:
+			t.Fatalf("k2 server exited before ready: %v\n%s", s.exitErr, s.log.String())
+		case <-deadline:
+			t.Fatalf("k2 server not ready after 2m:\n%s", s.log.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return s
+}
+
+// Kubeconfig is the admin kubeconfig the server wrote.
+func (s *server) Kubeconfig() string { return filepath.Join(s.DataDir, "admin.kubeconfig") }
+
+// Client returns a client-go clientset with no client-side rate limit.
+func (s *server) Client() *kubernetes.Clientset {
+	s.t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfig())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return cs
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (s *server) Stop() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+		if s.exitErr != nil {
+			s.t.Fatalf("k2 server exited with %v after SIGTERM\n%s", s.exitErr, s.log.String())
+		}
+	case <-time.After(time.Minute):
+		s.t.Fatalf("k2 server did not stop within 1m of SIGTERM")
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (s *server) Kill() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// kubectl runs the preinstalled kubectl against the server.
+func (s *server) kubectl(args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", s.Kubeconfig()}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("kubectl %v: %v\n%s", args, err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (s *server) mustKubectl(args ...string) string {
+	s.t.Helper()
+	out, err := s.kubectl(args...)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return out
+}
+
+// eventually polls f until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still failing after %s: %v", what, timeout, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
