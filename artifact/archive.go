@@ -103,6 +103,11 @@ func Load(ctx context.Context, s *Store, path string) ([]string, error) {
 	}); err != nil {
 		return nil, err
 	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	var loaded []string
 	for _, ref := range refs {
 		if _, err := oras.Copy(ctx, src, ref, s.oci, ref, oras.DefaultCopyOptions); err != nil {

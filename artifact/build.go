@@ -62,6 +62,11 @@ func Build(ctx context.Context, f *k8sfile.File, opts BuildOptions) (*BuildResul
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	unlock, err := opts.Store.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	b := &builder{f: f, opts: opts, log: log, blobs: opts.Store.oci}
 	if opts.Check {
 		b.blobs = overlay{memory.New(), opts.Store.oci}

@@ -47,6 +47,11 @@ func EnsureBuiltin(ctx context.Context, s *Store, ref string) (ocispec.Descripto
 	if !ok {
 		return ocispec.Descriptor{}, fmt.Errorf("%s is not a built-in base (have %v)", ref, BuiltinBases())
 	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer unlock()
 	sub, err := fs.Sub(baseFS, bb.dir)
 	if err != nil {
 		return ocispec.Descriptor{}, err

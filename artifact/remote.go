@@ -165,6 +165,11 @@ func Pull(ctx context.Context, s *Store, ref string, o RemoteOptions) (ocispec.D
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer unlock()
 	log := o.logger()
 	opts := oras.DefaultCopyOptions
 	opts.Concurrency = 4

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -22,8 +23,10 @@ import (
 // ($K2_HOME/store) whose index tags manifests with their full reference
 // ("localhost:5000/hello:v1", "k2/base:v1.37").
 type Store struct {
-	dir string
-	oci *oci.Store
+	// Logger, if not nil, hears about waits for the store's write lock.
+	Logger *slog.Logger
+	dir    string
+	oci    *oci.Store
 }
 
 // OpenStore opens (creating if needed) the OCI layout store in dir.
@@ -92,6 +95,11 @@ func (s *Store) Tag(ctx context.Context, desc ocispec.Descriptor, ref string) er
 	if err != nil {
 		return err
 	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.oci.Tag(ctx, desc, ref)
 }
 
@@ -101,6 +109,11 @@ func (s *Store) Remove(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := s.oci.Untag(ctx, ref); err != nil {
 		if errors.Is(err, errdef.ErrNotFound) {
 			return fmt.Errorf("%s: %w", ref, ErrNotFound)

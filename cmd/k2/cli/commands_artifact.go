@@ -25,7 +25,12 @@ func artifactCommands(g *globals) []*cobra.Command {
 
 // openStore opens the local artifact store under $K2_HOME.
 func (g *globals) openStore(ctx context.Context) (*artifact.Store, error) {
-	return artifact.OpenStore(ctx, artifact.StoreDir(g.home))
+	s, err := artifact.OpenStore(ctx, artifact.StoreDir(g.home))
+	if err != nil {
+		return nil, err
+	}
+	s.Logger = g.logger()
+	return s, nil
 }
 
 // remoteFlags are the registry flags of push, pull, build and inspect.
