@@ -53,6 +53,9 @@ func (s *StaticTokens) Verify(_ context.Context, id, secret string) (bool, error
 type ServerConfig struct {
 	CACert *x509.Certificate
 	CAKey  crypto.Signer
+	// CAPEM is served by /v1/ca byte for byte, so that its hash is the one
+	// tokens pin; default: the PEM encoding of CACert.
+	CAPEM []byte
 	// APIServerURL is returned to joining nodes as the API server address.
 	APIServerURL string
 	Tokens       TokenVerifier
@@ -88,7 +91,10 @@ func NewHandler(cfg ServerConfig) http.Handler {
 	if cfg.CertValidity == 0 {
 		cfg.CertValidity = 365 * 24 * time.Hour
 	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cfg.CACert.Raw})
+	caPEM := cfg.CAPEM
+	if len(caPEM) == 0 {
+		caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cfg.CACert.Raw})
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/ca", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")

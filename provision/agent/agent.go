@@ -138,7 +138,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("starting the runtime: %w", err)
 	}
-	a.rt = rt
+	a.rt, a.podCIDR = rt, node.Spec.PodCIDR
 	log.Info("node ready", "runtime", rt.Name(), "podCIDR", node.Spec.PodCIDR)
 	if o.Ready != nil {
 		close(o.Ready)
@@ -160,4 +160,6 @@ type agent struct {
 	cs  kubernetes.Interface
 	rt  Runtime
 	log *slog.Logger
+	// podCIDR is the node's spec.podCIDR last given to the runtime.
+	podCIDR string
 }

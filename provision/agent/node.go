@@ -157,7 +157,7 @@ func (a *agent) registerOnce(ctx context.Context) (*corev1.Node, error) {
 	}
 	// The pod CIDR is allocated by the controller manager shortly after
 	// registration; wait a little for it so pod IPs come from it.
-	for i := 0; i < 20 && node.Spec.PodCIDR == ""; i++ {
+	for i := 0; i < 40 && node.Spec.PodCIDR == ""; i++ {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -198,6 +198,15 @@ func (a *agent) updateStatus(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cidr := node.Spec.PodCIDR; cidr != "" && cidr != a.podCIDR {
+		if u, ok := a.rt.(PodCIDRUpdater); ok {
+			if err := u.UpdatePodCIDR(cidr); err != nil {
+				return err
+			}
+			a.log.Info("pod CIDR assigned", "podCIDR", cidr)
+		}
+		a.podCIDR = cidr
 	}
 	now := metav1.Now()
 	want := a.status(now)

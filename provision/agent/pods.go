@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -60,7 +61,11 @@ func (a *agent) runPods(ctx context.Context) error {
 				case err == nil:
 					q.Forget(key)
 				case ctx.Err() == nil:
-					a.log.Warn("syncing pod; retrying", "pod", key, "err", err)
+					level := slog.LevelWarn
+					if apierrors.IsConflict(err) {
+						level = slog.LevelDebug // a newer version is queued already
+					}
+					a.log.Log(ctx, level, "syncing pod; retrying", "pod", key, "err", err)
 					q.AddRateLimited(key)
 				}
 				q.Done(key)
@@ -143,7 +148,7 @@ func (a *agent) writeStatus(ctx context.Context, pod *corev1.Pod, st corev1.PodS
 	p.Status = st
 	out, err := a.cs.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("updating pod status: %w", err)
+		return nil, fmt.Errorf("updating pod status: %w", err) // keeps IsConflict
 	}
 	return out, nil
 }

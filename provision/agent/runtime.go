@@ -41,6 +41,13 @@ type ContainerStatus struct {
 	RestartCount int32
 }
 
+// PodCIDRUpdater is implemented by runtimes that allocate pod IPs from the
+// node's pod CIDR; the agent calls it when the control plane assigns or
+// changes spec.podCIDR after the runtime was made.
+type PodCIDRUpdater interface {
+	UpdatePodCIDR(cidr string) error
+}
+
 // RuntimeFactory makes a runtime once the node is registered (it may need
 // the node's pod CIDR).
 type RuntimeFactory func(node *corev1.Node) (Runtime, error)

@@ -30,7 +30,10 @@ type simPod struct {
 	started time.Time
 }
 
-var _ Runtime = (*SimRuntime)(nil)
+var (
+	_ Runtime        = (*SimRuntime)(nil)
+	_ PodCIDRUpdater = (*SimRuntime)(nil)
+)
 
 // NewSimRuntime allocates pod IPs from cidr, or from a 10.90.x.0/24 range
 // derived from the node name when cidr is empty.
@@ -51,6 +54,19 @@ func NewSimRuntime(cidr, nodeName string) (*SimRuntime, error) {
 // SimRuntimeFactory makes a SimRuntime from the node's spec.podCIDR.
 func SimRuntimeFactory(node *corev1.Node) (Runtime, error) {
 	return NewSimRuntime(node.Spec.PodCIDR, node.Name)
+}
+
+// UpdatePodCIDR implements PodCIDRUpdater: new pods get IPs from cidr;
+// running pods keep theirs.
+func (r *SimRuntime) UpdatePodCIDR(cidr string) error {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return fmt.Errorf("parsing pod CIDR %q: %w", cidr, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.prefix = p.Masked()
+	return nil
 }
 
 // Name implements Runtime.
