@@ -62,6 +62,6 @@
 // input, with the K8sfile position; KindRegistry (exit 5) for registry and
 // network failures.
 //
-// The store is not safe for concurrent use by several k2 processes (the
-// OCI layout's index.json is rewritten without a lock).
+// Writers of the store take a flock(2) on <store>.lock (see lock.go), so
+// several k2 processes can share a store; readers take no lock.
 package artifact
