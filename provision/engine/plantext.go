@@ -56,7 +56,11 @@ func (p *Plan) WriteText(w io.Writer) error {
 		if m.Class != "" {
 			size += " → class " + m.Class
 		}
-		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Pool, m.Role, arch, size, m.RequestID)
+		rid := m.RequestID
+		if rid == "" {
+			rid = "-"
+		}
+		fmt.Fprintf(t, "  %s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Pool, m.Role, arch, size, rid)
 	}
 	t.Flush()
 

@@ -10,10 +10,11 @@ import (
 )
 
 // deployCommands returns the top-level commands of the deploy area.
-// deploy, status, destroy, upgrade, resume and kubeconfig join them when the
-// engine is wired to the artifact, the providers and the control plane.
+// status, destroy, upgrade and resume join them when the engine is wired to
+// the control plane and the layer applier (deploy has --dry-run only so far).
 func deployCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
+		newDeployCmd(g),
 		newEnvCmd(g),
 		newHistoryCmd(g),
 	}
