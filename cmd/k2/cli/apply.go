@@ -86,7 +86,7 @@ objects carrying that label that the files no longer hold are deleted.`,
 				if f == output.JSON {
 					_ = output.Render(g.stdout, f, map[string]any{"refused": refused.Problems}, nil)
 				}
-				return usererr.Wrap(usererr.KindInvalid, err, "omit apiVersion to get the stable version, or pass --allow-beta")
+				return usererr.Wrap(usererr.KindInvalid, err, "")
 			case errors.Is(err, apply.ErrNotReady):
 				return usererr.Wrap(usererr.KindFailure, err, "see kubectl describe for details")
 			}
