@@ -126,9 +126,8 @@ func schemaVersion(ctx context.Context, q querier) (int, error) {
 // migration. Two processes opening a new database at once are safe: each
 // migration re-reads the version inside its IMMEDIATE transaction.
 func (s *Store) migrate(ctx context.Context, target int) error {
-	if _, err := s.db.ExecContext(ctx, createMigrations); err != nil {
-		return fmt.Errorf("migrating %s: %w", s.path, err)
-	}
+	// Reading the version takes no write lock: opening an up-to-date
+	// database never waits for another process's write.
 	v, err := schemaVersion(ctx, s.db)
 	if err != nil {
 		return err
@@ -138,6 +137,9 @@ func (s *Store) migrate(ctx context.Context, target int) error {
 	}
 	for v < target {
 		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, createMigrations); err != nil {
+				return err
+			}
 			cur, err := schemaVersion(ctx, tx)
 			if err != nil {
 				return err
