@@ -135,30 +135,30 @@ func (b *builder) renderChart(ch *chart.Chart, release, namespace string, vals m
 	var objs []Object
 	var errs []error
 	for _, crd := range ch.CRDObjects() {
-		os, err := objectsOf(crd.File.Data)
+		found, err := objectsOf(crd.File.Data)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", crd.Filename, err))
 			continue
 		}
-		for i := range os {
-			os[i].File = crd.Filename
+		for i := range found {
+			found[i].File = crd.Filename
 		}
-		objs = append(objs, os...)
+		objs = append(objs, found...)
 	}
 	for _, n := range names {
 		base := path.Base(n)
 		if strings.HasPrefix(base, "_") || base == "NOTES.txt" || strings.TrimSpace(out[n]) == "" {
 			continue
 		}
-		os, err := objectsOf([]byte(out[n]))
+		found, err := objectsOf([]byte(out[n]))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", n, err))
 			continue
 		}
-		for i := range os {
-			os[i].File = n
+		for i := range found {
+			found[i].File = n
 		}
-		objs = append(objs, os...)
+		objs = append(objs, found...)
 	}
 	return objs, errors.Join(errs...)
 }

@@ -79,15 +79,15 @@ func (b *builder) manifestsLayer(name, source string, files []File) (*LayerSpec,
 	var objs []Object
 	var errs []error
 	for _, f := range files {
-		os, err := objectsOf(f.Data)
+		found, err := objectsOf(f.Data)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", path.Join(source, f.Name), err))
 			continue
 		}
-		for i := range os {
-			os[i].File = f.Name
+		for i := range found {
+			found[i].File = f.Name
 		}
-		objs = append(objs, os...)
+		objs = append(objs, found...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
