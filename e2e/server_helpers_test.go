@@ -20,7 +20,7 @@ import (
 
 // server is a `k2 server` process started by a test.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	DataDir string
 	Port    int
 	cmd     *exec.Cmd
@@ -47,7 +47,7 @@ func (s *syncBuffer) String() string {
 }
 
 // freePort returns a loopback TCP port that is free right now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -59,7 +59,7 @@ func freePort(t *testing.T) int {
 
 // startServer runs `k2 server` on dataDir with free ports and waits until it
 // reports ready. The process is killed when the test ends if still running.
-func startServer(t *testing.T, dataDir string, extra ...string) *server {
+func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, DataDir: dataDir, Port: freePort(t), log: &syncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"server", "--data-dir", dataDir, "--bind-address", "127.0.0.1",
@@ -153,7 +153,7 @@ func (s *server) mustKubectl(args ...string) string {
 }
 
 // eventually polls f until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
