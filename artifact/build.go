@@ -35,6 +35,9 @@ type BuildOptions struct {
 	Check bool
 	// AllowBeta accepts alpha/beta apiVersions and records it in the config.
 	AllowBeta bool
+	// Pull fetches a FROM registry reference even when the store has it,
+	// so a moved tag is seen; by default the store's copy is used.
+	Pull bool
 	// Repos resolves helm/<alias>/<chart>; nil means no aliases.
 	Repos *Repos
 	// Remote configures registry access for FROM and oci:// charts.

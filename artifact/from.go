@@ -68,6 +68,11 @@ func (b *builder) resolveBase(ctx context.Context, ref string) (ocispec.Descript
 	if err != nil {
 		return ocispec.Descriptor{}, "", err
 	}
+	if b.opts.Pull && hasRegistry(nref) {
+		b.log.Info("pulling base", "ref", nref)
+		d, err := Pull(ctx, b.opts.Store, nref, b.opts.Remote)
+		return d, nref, err
+	}
 	d, err := b.opts.Store.Resolve(ctx, nref)
 	if err == nil {
 		return d, nref, nil

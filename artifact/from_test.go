@@ -139,3 +139,33 @@ func TestFromErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestFromPull: a base tag moved in the registry is seen with Pull, and the
+// new digest is pinned; without Pull the store's copy is used.
+func TestFromPull(t *testing.T) {
+	ctx := context.Background()
+	host := registrytest.New(t)
+	ref := host + "/platform/base:v1"
+	publisher := newStore(t)
+	mk := func(content string) string {
+		dir := writeTree(t, map[string]string{"K8sfile": "FROM scratch\nADD ./m\n", "m/cm.yaml": content})
+		res := mustBuild(t, publisher, dir, ref, nil)
+		if _, _, err := artifact.Push(ctx, publisher, ref, artifact.RemoteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return res.Digest
+	}
+	v1 := mk("kind: ConfigMap\nmetadata: {name: one}\n")
+	s := newStore(t)
+	app := writeTree(t, map[string]string{"K8sfile": "FROM " + ref + "\nAPP web image=nginx:1.27\n"})
+	if got := mustBuild(t, s, app, "app:v1", nil).Config.Base[0].Digest; got != v1 {
+		t.Fatalf("first build pinned %s, want %s", got, v1)
+	}
+	v2 := mk("kind: ConfigMap\nmetadata: {name: two}\n")
+	if got := mustBuild(t, s, app, "app:v1", nil).Config.Base[0].Digest; got != v1 {
+		t.Errorf("without pull: pinned %s, want the stored %s", got, v1)
+	}
+	if got := mustBuild(t, s, app, "app:v1", func(o *artifact.BuildOptions) { o.Pull = true }).Config.Base[0].Digest; got != v2 {
+		t.Errorf("with pull: pinned %s, want the moved tag's %s", got, v2)
+	}
+}

@@ -19,6 +19,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 	var (
 		tag, file        string
 		check, allowBeta bool
+		pull             bool
 		rf               remoteFlags
 	)
 	cmd := &cobra.Command{
@@ -78,7 +79,7 @@ Examples:
 			}
 			res, err := artifact.Build(ctx, kf, artifact.BuildOptions{
 				Store: store, Context: os.DirFS(dir), Ref: tag, Check: check, AllowBeta: allowBeta,
-				Repos: repos, Remote: rf.options(g), Logger: log,
+				Repos: repos, Remote: rf.options(g), Logger: log, Pull: pull,
 			})
 			if err != nil {
 				return err
@@ -104,6 +105,7 @@ Examples:
 	fl.StringVarP(&file, "file", "f", "", "K8sfile to build (default DIR/K8sfile)")
 	fl.BoolVar(&check, "check", false, "only validate: resolve FROM, fetch and render charts, check API versions; write nothing")
 	fl.BoolVar(&allowBeta, "allow-beta", false, "accept alpha and beta apiVersions (recorded in the artifact)")
+	fl.BoolVar(&pull, "pull", false, "pull the FROM reference from its registry even if the local store has it")
 	rf.register(cmd)
 	return cmd
 }
