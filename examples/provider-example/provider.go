@@ -82,6 +82,8 @@ func (p *provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
 	}
+	// sdk.Logger's records land in k2's log with provider=example.
+	sdk.Logger().Info("creating machines", "request", req.RequestID, "count", len(req.Machines))
 	// First pass: refuse names another request owns, before making anything.
 	for i, m := range req.Machines {
 		rec, err := read(cfg.StateDir, m.Name)

@@ -161,6 +161,9 @@ func TestKillMidCreate(t *testing.T) {
 		t.Errorf("exit code %d, want %d", code, usererr.KindProvider)
 	}
 	t.Logf("reported: %v", err)
+	if l := logs.String(); !strings.Contains(l, "provider=example") || !strings.Contains(l, `msg="creating machines"`) || !strings.Contains(l, "request=req-1") {
+		t.Errorf("the plugin's log is not relayed with provider=example:\n%s", l)
+	}
 	if !strings.Contains(err.Error(), `provider "example" crashed during Create`) {
 		t.Errorf("error does not name the plugin and the call: %v", err)
 	}
