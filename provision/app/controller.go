@@ -219,6 +219,9 @@ func (c *Controller) next(ctx context.Context) bool {
 	}
 	defer c.queue.Done(key)
 	if err := c.reconcile(ctx, key); err != nil {
+		if ctx.Err() != nil {
+			return false // shutting down
+		}
 		n := c.queue.NumRequeues(key)
 		c.log.Warn("reconcile failed; retrying", "app", key, "attempt", n+1, "err", err)
 		c.queue.AddRateLimited(key)
@@ -341,6 +344,9 @@ func gvrOf(kind string) schema.GroupVersionResource {
 // returns it when retrying can help, nil when only a spec change can.
 func (c *Controller) fail(ctx context.Context, u *unstructured.Unstructured, a *App, live map[string]*unstructured.Unstructured,
 	object, reason string, err error, retry bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	msg := err.Error()
 	if se := (&apierrors.StatusError{}); errors.As(err, &se) {
 		msg = se.ErrStatus.Message

@@ -18,8 +18,8 @@ import (
 // readiness are ready once they exist.
 func Readiness(u *unstructured.Unstructured) (ready bool, status string, failed bool) {
 	gvk := u.GroupVersionKind()
-	gen := u.GetGeneration()
-	observed, hasObserved, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+	gen, _ := number(u.Object, "metadata", "generation")
+	observed, hasObserved := number(u.Object, "status", "observedGeneration")
 	stale := hasObserved && observed < gen || !hasObserved && gen > 0 && needsObserved(gvk.Kind)
 	switch {
 	case gvk.Group == "apps" && gvk.Kind == "Deployment":
@@ -64,7 +64,7 @@ func Readiness(u *unstructured.Unstructured) (ready bool, status string, failed 
 		return false, fmt.Sprintf("%d succeeded, %d active", statusInt(u, "succeeded"), statusInt(u, "active")), false
 	case gvk.Group == "k2.dev" && gvk.Kind == "App":
 		if stale {
-			return false, "waiting for the App controller to observe the new spec", false
+			return false, "waiting for the App controller to observe the new spec (it runs in k2 server)", false
 		}
 		c, ok := condition(u, "Ready")
 		if !ok {
@@ -111,7 +111,7 @@ func needsObserved(kind string) bool {
 }
 
 func replicas(u *unstructured.Unstructured) int64 {
-	n, ok, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+	n, ok := number(u.Object, "spec", "replicas")
 	if !ok {
 		return 1
 	}
@@ -119,8 +119,28 @@ func replicas(u *unstructured.Unstructured) int64 {
 }
 
 func statusInt(u *unstructured.Unstructured, field string) int64 {
-	n, _, _ := unstructured.NestedInt64(u.Object, "status", field)
+	n, _ := number(u.Object, "status", field)
 	return n
+}
+
+// number reads an integer field whether it was decoded as int64 (the
+// dynamic client), int or float64 (a YAML or JSON decoder into any).
+func number(obj map[string]any, fields ...string) (int64, bool) {
+	v, ok, _ := unstructured.NestedFieldNoCopy(obj, fields...)
+	if !ok {
+		return 0, false
+	}
+	switch n := v.(type) {
+	case int64:
+		return n, true
+	case int:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case float64:
+		return int64(n), true
+	}
+	return 0, false
 }
 
 type cond struct{ status, reason, message string }
