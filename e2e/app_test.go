@@ -206,6 +206,17 @@ metadata: {name: web}
 	if rep.Objects != 3 || len(rep.Findings) != 2 || rep.Findings[0].Replacement != "policy/v1" {
 		t.Errorf("report = %+v", rep)
 	}
+	// An artifact built with --allow-beta, linted by reference.
+	ctxDir := writeFiles(t, map[string]string{
+		"K8sfile":          "FROM k2/base:v1.37\nADD ./manifests\n",
+		"manifests/a.yaml": "apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: nightly}\n",
+	})
+	mustK2(t, home, "build", "--allow-beta", "-t", "lint-me:v1", ctxDir)
+	r = k2(t, home, "lint", "lint-me:v1")
+	if r.Code != 3 || !strings.Contains(r.Stdout, "CronJob/nightly") || !strings.Contains(r.Stdout, "batch/v1") {
+		t.Errorf("k2 lint of an artifact: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+
 	fine := writeFiles(t, map[string]string{"a.yaml": "kind: Service\nmetadata: {name: a}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: b}\n"})
 	if r := mustK2(t, home, "lint", fine); !strings.Contains(r.Stdout, "2 object(s) checked") {
 		t.Errorf("k2 lint on stable manifests: %s", r.Stdout)

@@ -36,6 +36,12 @@ func VersionStability(version string) Stability {
 	return Alpha
 }
 
+// IsGroupOnly reports whether an apiVersion names only a group
+// ("events.k8s.io", "velero.io"): k2 then picks the stable version in it.
+func IsGroupOnly(apiVersion string) bool {
+	return apiVersion != "" && !strings.Contains(apiVersion, "/") && !isVersion(apiVersion)
+}
+
 // isVersion reports whether s looks like a bare version (v1, v2beta1), as
 // opposed to a group name given as apiVersion to stay versionless in a group.
 func isVersion(s string) bool { return versionRE.MatchString(s) }

@@ -59,13 +59,13 @@ func Object(u *unstructured.Unstructured) (Finding, bool) {
 	if f.APIVersion == "" {
 		return f, true // versionless: resolved to a stable version at apply
 	}
+	if apply.IsGroupOnly(f.APIVersion) {
+		return f, true // a group name alone: versionless within the group
+	}
 	gv, err := schema.ParseGroupVersion(f.APIVersion)
 	if err != nil {
 		f.Problem, f.Message = ProblemInvalid, fmt.Sprintf("apiVersion %q: %v", f.APIVersion, err)
 		return f, false
-	}
-	if !strings.Contains(f.APIVersion, "/") && !strings.HasPrefix(f.APIVersion, "v") {
-		return f, true // a group name alone: versionless within the group
 	}
 	st := apply.VersionStability(gv.Version)
 	if k, ok := apply.LookupKnownAPI(gv.WithKind(f.Kind)); ok {
