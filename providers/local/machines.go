@@ -61,41 +61,71 @@ func writeRecord(dir string, r record) error {
 // startTime returns a process's start time (field 22 of /proc/<pid>/stat)
 // and whether it is alive (exists and is not a zombie).
 func startTime(pid int) (string, bool) {
+	st, _, alive := procStat(pid)
+	return st, alive
+}
+
+// procStat reads a process's start time and session id.
+func procStat(pid int) (start string, session int, alive bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return "", false
+		return "", 0, false
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
 	if i < 0 {
-		return "", false
+		return "", 0, false
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return "", false
+		return "", 0, false
 	}
-	return f[19], true
+	session, _ = strconv.Atoi(f[3])
+	return f[19], session, true
 }
 
-// pidOf returns the live process of a machine dir, or 0.
+// pidOf returns the live process of a machine dir, or 0. The pid file is
+// checked first; without a valid one (the plugin died between starting the
+// process and writing the file) the process is found by its working
+// directory, which start sets to the machine dir.
 func pidOf(dir string) int {
-	b, err := os.ReadFile(filepath.Join(dir, "pid"))
+	if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if pid, err := strconv.Atoi(f[0]); err == nil && pid > 0 {
+				if st, alive := startTime(pid); alive && st == f[1] {
+					return pid
+				}
+			}
+		}
+	}
+	return pidByCwd(dir)
+}
+
+// pidByCwd finds a live session leader whose working directory is dir.
+func pidByCwd(dir string) int {
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return 0
 	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
 		return 0
 	}
-	pid, err := strconv.Atoi(f[0])
-	if err != nil || pid <= 0 {
-		return 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != abs {
+			continue
+		}
+		// Only the session leader: children of the machine's process share
+		// its working directory.
+		if _, sid, alive := procStat(pid); alive && sid == pid {
+			return pid
+		}
 	}
-	st, alive := startTime(pid)
-	if !alive || st != f[1] {
-		return 0
-	}
-	return pid
+	return 0
 }
 
 // start runs the machine's command in a new session, detached from the
@@ -110,7 +140,7 @@ func start(dir string, r record) error {
 	}
 	defer logf.Close()
 	cmd := exec.Command(r.Command[0], r.Command[1:]...)
-	cmd.Env = append(os.Environ(), r.Env...)
+	cmd.Env = append(cleanEnv(os.Environ()), r.Env...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -122,6 +152,19 @@ func start(dir string, r record) error {
 	go func() { _ = cmd.Wait() }()
 	st, _ := startTime(cmd.Process.Pid)
 	return os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, st)), 0o644)
+}
+
+// cleanEnv drops go-plugin's variables, which belong to this plugin
+// process and not to the machine's.
+func cleanEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PLUGIN_") || strings.HasPrefix(kv, "K2_PROVIDER_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
 }
 
 // stop ends a machine's process group: SIGTERM, then SIGKILL after grace.
