@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
 
@@ -233,7 +234,7 @@ func (c *Client) wrap(ctx context.Context, op string, err error) error {
 	switch {
 	case c.client.Exited():
 		e.Exited = true
-		hint = fmt.Sprintf("the plugin process (%s) exited; see the log lines with provider=%s above; retrying with the same request id is safe", c.plugin.Path, c.name)
+		hint = fmt.Sprintf("the plugin process (%s) exited; see the log lines with provider=%s above; retrying with the same request id is safe", strings.Join(c.plugin.Args(), " "), c.name)
 	case errors.Is(err, context.DeadlineExceeded):
 		e.TimedOut = true
 		hint = "the plugin did not answer before its deadline; retrying with the same request id is safe"
