@@ -354,3 +354,58 @@ spec: {image: nginx:1.27, ports: [8080], replicas: 0}
 		t.Errorf("rows = %v", table.Rows)
 	}
 }
+
+// TestAppAutoscaleAndWorkloadSwitch gives an App an autoscaler, then a
+// volume: the HorizontalPodAutoscaler owns the replica count, and the
+// Deployment makes way for a StatefulSet.
+func TestAppAutoscaleAndWorkloadSwitch(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "app-autoscale")
+	applyYAML(t, ns, `
+kind: App
+metadata: {name: api}
+spec: {image: registry.local/api:v1, ports: [8080], autoscale: {min: 2, max: 5, cpu: 70}}
+`, apply.Options{})
+	eventually(t, timeout, "HPA and Deployment", func() (bool, string) {
+		h, err := kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		d, err := kube.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		cpu := d.Spec.Template.Spec.Containers[0].Resources.Requests.Cpu().String()
+		a := getApp(t, ns, "api")
+		return h.Spec.ScaleTargetRef.Name == "api" && *h.Spec.MinReplicas == 2 && h.Spec.MaxReplicas == 5 &&
+				*h.Spec.Metrics[0].Resource.Target.AverageUtilization == 70 && cpu == "100m" && a.Status.DesiredReplicas >= 2,
+			fmt.Sprintf("hpa target=%s cpu request=%s %s", h.Spec.ScaleTargetRef.Name, cpu, describe(a))
+	})
+	// The replica count is not k2-app's: the autoscaler may change it.
+	d, err := kube.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range d.ManagedFields {
+		if mf.Manager == app.FieldManager && strings.Contains(string(mf.FieldsV1.Raw), `"f:replicas"`) {
+			t.Errorf("k2-app owns spec.replicas of an autoscaled Deployment: %s", mf.FieldsV1.Raw)
+		}
+	}
+
+	applyYAML(t, ns, `
+kind: App
+metadata: {name: api}
+spec: {image: registry.local/api:v1, ports: [8080], replicas: 1, volume: {path: /data}}
+`, apply.Options{})
+	eventually(t, timeout, "StatefulSet replaces Deployment and HPA", func() (bool, string) {
+		_, errS := kube.AppsV1().StatefulSets(ns).Get(ctx, "api", metav1.GetOptions{})
+		_, errD := kube.AppsV1().Deployments(ns).Get(ctx, "api", metav1.GetOptions{})
+		_, errH := kube.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, "api", metav1.GetOptions{})
+		a := getApp(t, ns, "api")
+		return errS == nil && apierrors.IsNotFound(errD) && apierrors.IsNotFound(errH) && a.Status.Workload == "StatefulSet/api",
+			fmt.Sprintf("sts=%v deploy=%v hpa=%v %s", errS, errD, errH, describe(a))
+	})
+	if ev := eventReasons(t, ns, "api"); !strings.Contains(ev[app.EventDeleted], "Deployment/api") {
+		t.Errorf("no Deleted event for the Deployment: %v", ev)
+	}
+}
