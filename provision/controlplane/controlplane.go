@@ -62,6 +62,9 @@ type Config struct {
 	ComponentLog      io.Writer
 	Logger            *slog.Logger // nil = discard
 	Controllers       map[string]Controller
+	// Seed is a cluster identity from MakeSeed, unpacked before the first
+	// start; nil generates a new PKI.
+	Seed []byte
 }
 
 // Server is a running control plane.
@@ -123,6 +126,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}()
 
+	if err := applySeed(cfg.DataDir, cfg.Seed); err != nil {
+		return nil, err
+	}
 	svcIP, err := firstIP(cfg.ServiceCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("--service-cidr %s: %w", cfg.ServiceCIDR, err)

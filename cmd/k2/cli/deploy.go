@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -11,7 +14,10 @@ import (
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/host"
+	"k2.dev/k2/providers/sdk"
+	"k2.dev/k2/provision/cluster"
 	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/state"
 )
 
 // DefaultEnv is the environment k2 deploy uses without --env.
@@ -23,6 +29,8 @@ type deployFlags struct {
 	sets       []string
 	valuesFile string
 	dryRun     bool
+	rollback   bool
+	timeout    time.Duration
 	remote     remoteFlags
 }
 
@@ -44,33 +52,133 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Long: `Deploy a cluster artifact to an environment: resolve its ARGs for the
 environment (ARG default < environment values < --values < --set), expand
 its MACHINES into machine requests and check them against the provider's
-capabilities, then create the machines, start the control plane and apply
-the layers.
+capabilities, then create the machines, start the control plane (k2 server
+on SQLite), join the workers (k2 agent) and apply the layers in order:
+manifests and Apps with server-side apply (objects without apiVersion are
+resolved to the server's stable version), charts with Helm.
 
---dry-run prints that plan and changes nothing: no machine, no record.
+Every step is journaled: if the deploy is killed or fails, run it again (or
+'k2 resume') and it continues where it stopped, without duplicate machines.
+--rollback deletes what a failed deploy made instead.
+
+--dry-run prints the plan and changes nothing: no machine, no record.
 A missing ARG or a pool the provider cannot make fails here, before
 anything is created.`,
-		Example: `  k2 deploy localhost:5000/hello:v1 --provider local --dry-run
-  k2 deploy localhost:5000/hello:v1 --env prod --set replicas=3 --dry-run -o json`,
+		Example: `  k2 build -t hello:v1 examples/hello
+  k2 deploy hello:v1 --provider local
+  k2 deploy localhost:5000/hello:v1 --env prod --set replicas=3 --dry-run -o json
+  kubectl --kubeconfig "$(k2 kubeconfig --env prod --path)" get apps`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := g.format()
 			if err != nil {
 				return err
 			}
-			if !d.dryRun {
-				return usererr.New(usererr.KindFailure,
-					"k2 deploy: only --dry-run works in this build; creating machines, starting the control plane and applying layers are not wired into the command yet")
+			if d.dryRun {
+				p, err := planDeploy(cmd.Context(), g, &d, args[0])
+				if err != nil {
+					return err
+				}
+				return output.Render(g.stdout, f, p, func(w io.Writer) error { return p.WriteText(w) })
 			}
-			p, err := planDeploy(cmd.Context(), g, &d, args[0])
-			if err != nil {
-				return err
-			}
-			return output.Render(g.stdout, f, p, func(w io.Writer) error { return p.WriteText(w) })
+			res, err := runDeploy(cmd.Context(), g, &d, args[0], state.OpDeploy, engine.ResumeAuto)
+			return renderDeploy(g, f, res, err)
 		},
 	}
 	d.register(cmd)
+	cmd.Flags().BoolVar(&d.rollback, "rollback", false, "on failure, delete what this deploy made instead of keeping it for a resume")
+	cmd.Flags().DurationVar(&d.timeout, "timeout", 5*time.Minute, "how long to wait for the control plane, the nodes and each layer to be ready")
 	return cmd
+}
+
+// runDeploy deploys (or upgrades, or resumes) ref to d.env.
+func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op state.Op, resume engine.ResumeMode) (*engine.DeployResult, error) {
+	s, err := g.openState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	env, _, err := engine.DeployEnv(ctx, s, d.env, d.provider)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := artifact.NormalizeRef(ref); err != nil {
+		return nil, usererr.Wrap(usererr.KindUsage, fmt.Errorf("artifact reference %q: %w", ref, err), "build one with 'k2 build -t <ref> <dir>'")
+	}
+	store, err := g.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a, err := artifact.Open(ctx, store, ref, hasHost(ref), d.remote.options(g))
+	if err != nil {
+		return nil, err
+	}
+	plug, err := host.Find(g.discoverOptions(), env.Provider)
+	if err != nil {
+		return nil, err
+	}
+	c, err := host.Launch(ctx, plug, g.launchOptions())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	desc, err := c.Describe(ctx, &sdk.DescribeRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var prev map[string]string
+	if op == state.OpUpgrade {
+		if prev, err = cluster.PreviousLayers(ctx, s, d.env); err != nil {
+			return nil, err
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	valuesFile := map[string]string{}
+	if d.valuesFile != "" {
+		if valuesFile, err = engine.ReadValuesFile(d.valuesFile); err != nil {
+			return nil, err
+		}
+	}
+	sets, _, err := engine.ParseSets(d.sets, false)
+	if err != nil {
+		return nil, err
+	}
+	log := g.logger()
+	return engine.Deploy(ctx, s, engine.DeployOptions{
+		Env: d.env, Provider: d.provider, Op: op, Resume: resume,
+		ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(),
+		Command: strings.Join(os.Args, " "),
+		Plan: func(ctx context.Context, env *state.Environment) (*engine.Plan, error) {
+			return engine.NewPlan(engine.PlanOptions{
+				Env: env, ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(), Config: a.Config,
+				ValuesFile: valuesFile, Sets: sets, Capabilities: &desc.Capabilities,
+			})
+		},
+		Steps: cluster.Steps(cluster.Options{
+			Home: g.home, K2Binary: self, Provider: c, ProviderConfig: sdk.Config(env.ProviderConfig),
+			Artifact: a, Previous: prev, ReadyTimeout: d.timeout, Logger: log,
+		}),
+		Rollback: d.rollback,
+		OnEvent:  engine.NewPrinter(g.stderr),
+		Logger:   log,
+	})
+}
+
+// renderDeploy prints a deploy's result, or returns its error.
+func renderDeploy(g *globals, f output.Format, res *engine.DeployResult, err error) error {
+	if err != nil {
+		return engine.UserError(err)
+	}
+	return output.Render(g.stdout, f, res, func(w io.Writer) error {
+		dep := res.Deployment
+		_, err := fmt.Fprintf(w, "%s of %s to %s %s in %s (deployment %s)\nkubeconfig: %s\n",
+			dep.Op, dep.ArtifactRef, dep.Env, dep.Result, dep.FinishedAt.Sub(dep.StartedAt).Round(time.Millisecond), dep.ID,
+			cluster.KubeconfigPath(g.home, dep.Env))
+		return err
+	})
 }
 
 // planDeploy opens the artifact (pulling it if ref names a registry), asks

@@ -1,11 +1,26 @@
 package cli
 
 import (
+	"context"
+	"encoding/base64"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
+	"k8s.io/client-go/rest"
+
+	"k2.dev/k2/internal/usererr"
+	"k2.dev/k2/provision/app"
 	"k2.dev/k2/provision/controlplane"
+)
+
+// seedEnv carries a cluster identity (base64 of controlplane.MakeSeed) from
+// 'k2 deploy' to a server machine; machineDataDirEnv is the data directory a
+// provider gives the machine's k2 process (the local provider sets it).
+const (
+	seedEnv           = "K2_SERVER_SEED"
+	machineDataDirEnv = "K2_AGENT_DATA_DIR"
 )
 
 type serverOptions struct {
@@ -33,6 +48,21 @@ object kept.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			o.cp.Logger = g.logger()
+			if seed := os.Getenv(seedEnv); seed != "" {
+				b, err := base64.StdEncoding.DecodeString(seed)
+				if err != nil {
+					return usererr.Wrap(usererr.KindInvalid, fmt.Errorf("%s: %w", seedEnv, err), "it must be base64 of a seed made by k2 deploy")
+				}
+				o.cp.Seed = b
+			}
+			o.cp.Controllers = map[string]controlplane.Controller{
+				"app-controller": func(ctx context.Context, cfg *rest.Config) error {
+					if err := app.InstallCRD(ctx, cfg); err != nil {
+						return fmt.Errorf("installing the App CRD: %w", err)
+					}
+					return app.RunController(ctx, cfg, o.cp.Logger.With("component", "app-controller"))
+				},
+			}
 			srv, err := controlplane.Start(ctx, o.cp)
 			if err != nil {
 				return err
@@ -50,6 +80,11 @@ object kept.`,
 	}
 	f := cmd.Flags()
 	addDataDirFlag(cmd, &o.cp.DataDir)
+	if d := os.Getenv(machineDataDirEnv); d != "" {
+		// On a machine made by a provider, the provider names the data dir.
+		f.Lookup("data-dir").DefValue = d
+		o.cp.DataDir = d
+	}
 	f.StringVar(&o.cp.DatastoreEndpoint, "datastore-endpoint", "", "etcd://host:2379, postgres://…, mysql://… (default: SQLite in the data dir)")
 	f.StringVar(&o.cp.BindAddress, "bind-address", "0.0.0.0", "address the apiserver listens on")
 	f.StringVar(&o.cp.AdvertiseAddress, "advertise-address", "", "address advertised to the cluster (default: this host's first address)")

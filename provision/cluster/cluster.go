@@ -1,0 +1,234 @@
+// Package cluster holds the deploy steps that turn machines into a running
+// cluster and apply an artifact to it: the cluster's identity (PKI, join
+// token, ports), the control-plane machine running `k2 server`, the wait for
+// /readyz, the workers running `k2 agent`, the wait for Ready nodes, and the
+// artifact's layers in order (manifests and Apps with versionless,
+// stable-only server-side apply; charts with the Helm SDK).
+//
+// Every step is idempotent, so engine.Runner can resume a killed deploy from
+// its journal: the identity is kept in $K2_HOME/clusters/<env>, machines are
+// created by request id, layers are applied with server-side apply or Helm
+// upgrade-or-install.
+package cluster
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"k2.dev/k2/artifact"
+	"k2.dev/k2/providers/sdk"
+	"k2.dev/k2/provision/controlplane"
+	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/provision/pki"
+	"k2.dev/k2/state"
+)
+
+// SeedEnv and the server flags are how the control-plane machine's `k2
+// server` learns its identity (see cmd/k2/cli/server.go).
+const SeedEnv = "K2_SERVER_SEED"
+
+// Options configure the cluster steps. Home, K2Binary, Provider and
+// Artifact are required.
+type Options struct {
+	Home           string // $K2_HOME
+	K2Binary       string // the k2 executable machines run (exec bootstrap)
+	Provider       engine.Provider
+	ProviderConfig sdk.Config
+	Artifact       *artifact.Artifact
+	// Previous holds the layer digests of the environment's last successful
+	// deployment: unchanged layers are skipped, missing ones removed
+	// (k2 upgrade). Nil applies every layer.
+	Previous map[string]string
+	// ReadyTimeout bounds each wait (control plane, nodes, each layer);
+	// default 5 minutes.
+	ReadyTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Dir is where k2 keeps an environment's cluster identity.
+func Dir(home, env string) string { return filepath.Join(home, "clusters", env) }
+
+// identity is the persisted part of a cluster k2 deployed.
+type identity struct {
+	Port     int    `json:"port"`
+	JoinPort int    `json:"joinPort"`
+	Token    string `json:"-"` // kept encrypted in the state store
+}
+
+// Steps returns the steps after the plan, sharing st.
+func Steps(o Options) func(st *engine.State) []engine.Step {
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 5 * time.Minute
+	}
+	return func(st *engine.State) []engine.Step {
+		c := &run{o: o}
+		return []engine.Step{
+			&funcStep{name: "identity", run: c.identity},
+			&engine.MachinesStep{StepName: "control-plane", Roles: []string{engine.RoleControlPlane}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
+			&funcStep{name: "control-plane-ready", run: c.waitServer},
+			&engine.MachinesStep{StepName: "workers", Roles: []string{engine.RoleWorker}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.agentBootstrap},
+			&funcStep{name: "nodes-ready", run: c.waitNodes},
+			&funcStep{name: "layers", run: c.applyLayers},
+		}
+	}
+}
+
+// run is the state the steps share beyond engine.State; every field is
+// re-derived on resume, so a step skipped as done does not leave it empty.
+type run struct {
+	o  Options
+	id *identity
+}
+
+func (c *run) dir(st *engine.State) string { return Dir(c.o.Home, st.Env.Name) }
+
+// load reads (or on first use creates) the environment's identity.
+func (c *run) load(ctx context.Context, st *engine.State) (*identity, error) {
+	if c.id != nil {
+		return c.id, nil
+	}
+	dir := c.dir(st)
+	id := &identity{}
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		return nil, fmt.Errorf("reading the cluster identity in %s: %w", dir, err)
+	}
+	if err := json.Unmarshal(b, id); err != nil {
+		return nil, err
+	}
+	tok, err := st.Store.GetSecret(ctx, st.Env.Name, state.SecretJoinToken)
+	if err != nil {
+		return nil, fmt.Errorf("reading the join token: %w", err)
+	}
+	id.Token = string(tok)
+	c.id = id
+	return id, nil
+}
+
+// identity creates the cluster's PKI, a join token and its ports once.
+func (c *run) identity(ctx context.Context, st *engine.State) error {
+	dir := c.dir(st)
+	if _, err := os.Stat(filepath.Join(dir, "cluster.json")); err == nil {
+		_, err := c.load(ctx, st)
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if _, err := pki.Ensure(filepath.Join(dir, "pki"), pki.Options{SANs: []string{"127.0.0.1", "localhost"}, ServiceIP: net.ParseIP("10.43.0.1")}); err != nil {
+		return fmt.Errorf("creating the cluster PKI: %w", err)
+	}
+	tok, _, err := controlplane.CreateToken(dir, 0, "k2 deploy "+st.Env.Name)
+	if err != nil {
+		return err
+	}
+	if err := st.Store.PutSecret(ctx, st.Env.Name, state.SecretJoinToken, []byte(tok.String())); err != nil {
+		return err
+	}
+	id := identity{Port: freePort(), JoinPort: freePort(), Token: tok.String()}
+	b, _ := json.MarshalIndent(id, "", "  ")
+	if err := os.WriteFile(filepath.Join(dir, "cluster.json"), b, 0o600); err != nil {
+		return err
+	}
+	c.id = &id
+	return nil
+}
+
+func (c *run) serverBootstrap(ctx context.Context, st *engine.State, m engine.MachinePlan) (sdk.Bootstrap, error) {
+	id, err := c.load(ctx, st)
+	if err != nil {
+		return sdk.Bootstrap{}, err
+	}
+	seed, err := controlplane.MakeSeed(c.dir(st))
+	if err != nil {
+		return sdk.Bootstrap{}, err
+	}
+	if m.Index > 0 {
+		// One k2 server per cluster for now: further control-plane
+		// machines join as agents with the control-plane role.
+		return c.agentBootstrap(ctx, st, m)
+	}
+	return sdk.Bootstrap{
+		Method: sdk.BootstrapExec,
+		Command: []string{c.o.K2Binary, "server",
+			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+			"--port", strconv.Itoa(id.Port), "--join-port", strconv.Itoa(id.JoinPort)},
+		Env: map[string]string{SeedEnv: base64.StdEncoding.EncodeToString(seed)},
+	}, nil
+}
+
+func (c *run) serverURL(id *identity) string { return "https://127.0.0.1:" + strconv.Itoa(id.Port) }
+
+func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.MachinePlan) (sdk.Bootstrap, error) {
+	id, err := c.load(ctx, st)
+	if err != nil {
+		return sdk.Bootstrap{}, err
+	}
+	return sdk.Bootstrap{
+		Method:    sdk.BootstrapExec,
+		ServerURL: c.serverURL(id),
+		JoinToken: id.Token,
+		Command:   []string{c.o.K2Binary, "agent", "--join-url", "https://127.0.0.1:" + strconv.Itoa(id.JoinPort)},
+	}, nil
+}
+
+// restConfig returns an admin client config for the environment's cluster.
+func (c *run) restConfig(ctx context.Context, st *engine.State) (*rest.Config, error) {
+	id, err := c.load(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	kc := filepath.Join(c.dir(st), controlplane.AdminKubeconfig)
+	if _, err := os.Stat(kc); err != nil {
+		p := filepath.Join(c.dir(st), "pki")
+		ca, err := os.ReadFile(filepath.Join(p, pki.CACert))
+		if err != nil {
+			return nil, err
+		}
+		if err := controlplane.WriteKubeconfig(kc, c.serverURL(id), ca, filepath.Join(p, pki.AdminCert), filepath.Join(p, pki.AdminKey), "k2-admin"); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	return cfg, nil
+}
+
+// KubeconfigPath is the admin kubeconfig k2 keeps for an environment.
+func KubeconfigPath(home, env string) string {
+	return filepath.Join(Dir(home, env), controlplane.AdminKubeconfig)
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// funcStep is a step made of a function; its Cleanup does nothing (the
+// machines steps undo what matters).
+type funcStep struct {
+	name string
+	run  func(context.Context, *engine.State) error
+}
+
+func (f *funcStep) Name() string                                    { return f.name }
+func (f *funcStep) Run(ctx context.Context, st *engine.State) error { return f.run(ctx, st) }
+func (f *funcStep) Cleanup(context.Context, *engine.State)          {}
