@@ -386,7 +386,12 @@ func applyAll(ctx context.Context, cl *clients, work []*item, idx []int, result 
 
 // retriable errors: a CR's endpoint can lag its CRD's Established condition
 // by a moment; the server can be briefly busy.
+// A missing namespace is not retried: it will not appear by itself.
 func retriable(err error) bool {
+	var se apierrors.APIStatus
+	if errors.As(err, &se) && se.Status().Details != nil && se.Status().Details.Kind == "namespaces" {
+		return false
+	}
 	return apierrors.IsNotFound(err) || apierrors.IsServiceUnavailable(err) ||
 		apierrors.IsTooManyRequests(err) || apierrors.IsServerTimeout(err) || apierrors.IsTimeout(err)
 }

@@ -281,3 +281,23 @@ func TestResolverOnRealServer(t *testing.T) {
 		t.Errorf("policy/v1beta1: err = %v", err)
 	}
 }
+
+// TestApplyMissingNamespaceFailsFast checks that an object in a namespace
+// that does not exist fails at once, naming the object, and that the
+// other objects of the phase are still applied.
+func TestApplyMissingNamespaceFailsFast(t *testing.T) {
+	ns := namespace(t, "missing-ns")
+	objs, _ := apply.Decode(strings.NewReader("kind: ConfigMap\nmetadata: {name: lost, namespace: no-such-ns}\n---\nkind: ConfigMap\nmetadata: {name: found}\n"), "ns.yaml")
+	start := time.Now()
+	res, err := apply.Apply(context.Background(), restCfg, objs, apply.Options{Namespace: ns})
+	var oe *apply.ObjectError
+	if !errors.As(err, &oe) || oe.Object.Name != "lost" || !strings.Contains(err.Error(), "ns.yaml:1") {
+		t.Fatalf("Apply = %v, want an ObjectError for ConfigMap lost at ns.yaml:1", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %s to report a missing namespace", d)
+	}
+	if res.Objects[0].Action != apply.ActionFailed || res.Objects[1].Action != apply.ActionCreated {
+		t.Errorf("actions = %s, %s", res.Objects[0].Action, res.Objects[1].Action)
+	}
+}
