@@ -100,6 +100,8 @@ type Error struct {
 
 func (e *Error) Error() string {
 	switch {
+	case e.Op == "launch":
+		return fmt.Sprintf("provider %q did not start: %v", e.Provider, e.Err)
 	case e.Exited:
 		return fmt.Sprintf("provider %q crashed during %s: %v", e.Provider, e.Op, e.Err)
 	case e.TimedOut:
@@ -232,6 +234,12 @@ func (c *Client) wrap(ctx context.Context, op string, err error) error {
 	}
 	hint := fmt.Sprintf("see the log lines with provider=%s", c.name)
 	switch {
+	case op == "launch":
+		e.Exited = c.client.Exited()
+		hint = fmt.Sprintf("is %s a k2 provider plugin (built with providers/sdk)? its output is in the log lines with provider=%s", strings.Join(c.plugin.Args(), " "), c.name)
+		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+			return usererr.Wrap(usererr.KindInterrupted, e, "")
+		}
 	case c.client.Exited():
 		e.Exited = true
 		hint = fmt.Sprintf("the plugin process (%s) exited; see the log lines with provider=%s above; retrying with the same request id is safe", strings.Join(c.plugin.Args(), " "), c.name)

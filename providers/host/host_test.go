@@ -275,3 +275,23 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	b.ReportMetric(float64(time.Since(start).Microseconds())/float64(b.N), "µs/call")
 }
+
+// TestHungAtLaunch: a plugin that never completes the handshake is
+// reported by name once the start timeout passes.
+func TestHungAtLaunch(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "k2-provider-sleepy"), []byte("#!/bin/sh\nexec sleep 60\n"), 0o755)
+	p, err := host.Find(host.DiscoverOptions{PluginPath: dir}, "sleepy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = host.Launch(context.Background(), p, host.LaunchOptions{Timeouts: host.Timeouts{Start: 500 * time.Millisecond}})
+	if err == nil || !strings.Contains(err.Error(), `provider "sleepy"`) || usererr.ExitCode(context.Background(), err) != int(usererr.KindProvider) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Launch took %s", d)
+	}
+	t.Logf("reported: %v", err)
+}

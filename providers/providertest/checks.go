@@ -88,6 +88,8 @@ func (s *suite) lifecycle(t *testing.T, e *env) {
 			t.Errorf("Create: machine %q failed: %s", m.Name, g.Message)
 		case g.RequestID != "lifecycle":
 			t.Errorf("Create: machine %q has request id %q, want %q", m.Name, g.RequestID, "lifecycle")
+		case g.Arch != "" && !slices.Contains(e.desc.Capabilities.Architectures, g.Arch):
+			t.Errorf("Create: machine %q has architecture %q, which is not advertised", m.Name, g.Arch)
 		}
 	}
 	listed := e.list("")
