@@ -69,7 +69,7 @@ type Port struct {
 	intstr.IntOrString
 }
 
-// Number and Protocol parse the port; the protocol defaults to TCP.
+// Parse returns the port number and protocol (TCP, UDP or SCTP; default TCP).
 func (p Port) Parse() (int32, string, error) {
 	if p.Type == intstr.Int {
 		if p.IntVal < 1 || p.IntVal > 65535 {

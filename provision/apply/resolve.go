@@ -271,6 +271,9 @@ func (k KnownAPI) advice() string {
 
 // similar suggests kinds that differ only in case.
 func (r *Resolver) similar(kind string) string {
+	if kind == "App" {
+		return "; App (k2.dev) is served by k2 server, which installs its CustomResourceDefinition at start"
+	}
 	for k := range r.byKind {
 		if strings.EqualFold(k, kind) && k != kind {
 			return fmt.Sprintf("; did you mean %s?", k)
