@@ -3,6 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,8 +55,8 @@ func (c *run) applyLayers(ctx context.Context, st *engine.State) error {
 	now := map[string]string{}
 	for _, l := range a.Config.Layers {
 		l := l
-		now[l.Name] = l.Digest
-		if c.o.Previous != nil && c.o.Previous[l.Name] == l.Digest {
+		now[l.Name] = fingerprint(l, values)
+		if c.o.Previous != nil && c.o.Previous[l.Name] == now[l.Name] {
 			st.Progress("", 0, "layer %s unchanged", l.Name)
 			continue
 		}
@@ -94,6 +96,18 @@ func PreviousLayers(ctx context.Context, s *state.Store, env string) (map[string
 	}
 	m := map[string]string{}
 	return m, json.Unmarshal(b, &m)
+}
+
+// fingerprint identifies what applying a layer would do: its digest, and for
+// layers with ${ARG} templates (Apps, charts) the values they are resolved
+// with, so a changed value re-applies them on upgrade.
+func fingerprint(l artifact.LayerSpec, values map[string]string) string {
+	if l.Kind == artifact.KindManifests {
+		return l.Digest
+	}
+	b, _ := json.Marshal(values) // map keys are sorted
+	sum := sha256.Sum256(b)
+	return l.Digest + "+values:" + hex.EncodeToString(sum[:8])
 }
 
 func inventory(env, layer string) string { return env + "." + layer }

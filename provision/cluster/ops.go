@@ -41,6 +41,10 @@ func Destroy(ctx context.Context, s *state.Store, home, env string, prov engine.
 	if err != nil {
 		return err
 	}
+	// Workers first, so no agent is left calling a stopped control plane.
+	sort.SliceStable(ms, func(i, j int) bool {
+		return ms[i].Role != engine.RoleControlPlane && ms[j].Role == engine.RoleControlPlane
+	})
 	var errs []error
 	for _, m := range ms {
 		ids := []string{}

@@ -10,11 +10,13 @@ import (
 )
 
 // deployCommands returns the top-level commands of the deploy area.
-// status, destroy, upgrade and resume join them when the engine is wired to
-// the control plane and the layer applier (deploy has --dry-run only so far).
 func deployCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newDeployCmd(g),
+		newUpgradeCmd(g),
+		newResumeCmd(g),
+		newStatusCmd(g),
+		newDestroyCmd(g),
 		newEnvCmd(g),
 		newHistoryCmd(g),
 	}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"k8s.io/client-go/rest"
 
 	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/output"
@@ -22,6 +25,9 @@ import (
 
 // DefaultEnv is the environment k2 deploy uses without --env.
 const DefaultEnv = "default"
+
+// defaultReadyTimeout bounds each readiness wait of a deploy.
+const defaultReadyTimeout = 5 * time.Minute
 
 type deployFlags struct {
 	env        string
@@ -87,7 +93,7 @@ anything is created.`,
 	}
 	d.register(cmd)
 	cmd.Flags().BoolVar(&d.rollback, "rollback", false, "on failure, delete what this deploy made instead of keeping it for a resume")
-	cmd.Flags().DurationVar(&d.timeout, "timeout", 5*time.Minute, "how long to wait for the control plane, the nodes and each layer to be ready")
+	cmd.Flags().DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
 	return cmd
 }
 
@@ -147,6 +153,7 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 		return nil, err
 	}
 	log := g.logger()
+	rest.SetDefaultWarningHandler(apiWarnings{log})
 	return engine.Deploy(ctx, s, engine.DeployOptions{
 		Env: d.env, Provider: d.provider, Op: op, Resume: resume,
 		ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(),
@@ -167,6 +174,13 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 	})
 }
 
+// apiWarnings sends the API server's deprecation warnings to the debug log.
+type apiWarnings struct{ log *slog.Logger }
+
+func (w apiWarnings) HandleWarningHeader(code int, agent, text string) {
+	w.log.Debug("api warning", "text", text)
+}
+
 // renderDeploy prints a deploy's result, or returns its error.
 func renderDeploy(g *globals, f output.Format, res *engine.DeployResult, err error) error {
 	if err != nil {
@@ -174,8 +188,8 @@ func renderDeploy(g *globals, f output.Format, res *engine.DeployResult, err err
 	}
 	return output.Render(g.stdout, f, res, func(w io.Writer) error {
 		dep := res.Deployment
-		_, err := fmt.Fprintf(w, "%s of %s to %s %s in %s (deployment %s)\nkubeconfig: %s\n",
-			dep.Op, dep.ArtifactRef, dep.Env, dep.Result, dep.FinishedAt.Sub(dep.StartedAt).Round(time.Millisecond), dep.ID,
+		_, err := fmt.Fprintf(w, "%s of %s to %s: %s in %s (deployment %s)\nkubeconfig: %s\n",
+			dep.Op, dep.ArtifactRef, dep.Env, state.Succeeded, time.Since(dep.StartedAt).Round(time.Millisecond), dep.ID,
 			cluster.KubeconfigPath(g.home, dep.Env))
 		return err
 	})

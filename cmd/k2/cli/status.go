@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"k2.dev/k2/internal/output"
+	"k2.dev/k2/provision/cluster"
+	"k2.dev/k2/state"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "status [env]",
+		Short: "Show an environment's machines, nodes, layers, apps and health",
+		Example: `  k2 status
+  k2 status prod -o json | jq .healthy`,
+		Args: rangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := g.format()
+			if err != nil {
+				return err
+			}
+			env := DefaultEnv
+			if len(args) == 1 {
+				env = args[0]
+			}
+			s, err := g.openState(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			st, err := cluster.GetStatus(cmd.Context(), s, g.home, env)
+			if err != nil {
+				return err
+			}
+			return output.Render(g.stdout, f, st, func(w io.Writer) error { return writeStatus(w, st) })
+		},
+	}
+	return cmd
+}
+
+func writeStatus(w io.Writer, st *cluster.Status) error {
+	health := "healthy"
+	if !st.Healthy {
+		health = "unhealthy: " + strings.Join(st.Problems, "; ")
+	}
+	fmt.Fprintf(w, "Environment:\t%s (provider %s)\n", st.Env.Name, st.Env.Provider)
+	if st.Last != nil {
+		fmt.Fprintf(w, "Last:\t%s %s %s (%s)\n", st.Last.Op, st.Last.ArtifactRef, st.Last.Result, st.Last.StartedAt.Format("2006-01-02 15:04:05Z07:00"))
+	}
+	fmt.Fprintf(w, "Health:\t%s\n", health)
+	t := output.Table(w)
+	fmt.Fprintln(t, "\nMACHINE\tROLE\tPOOL\tSTATE\tPROVIDER ID")
+	for _, m := range st.Machines {
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Pool, m.State, m.ProviderID)
+	}
+	fmt.Fprintln(t, "\nNODE\tREADY\tRUNTIME\tPOOL")
+	for _, n := range st.Nodes {
+		fmt.Fprintf(t, "%s\t%v\t%s\t%s\n", n.Name, n.Ready, n.Runtime, n.Pool)
+	}
+	fmt.Fprintln(t, "\nAPP\tREADY\tREPLICAS\tURL")
+	for _, a := range st.Apps {
+		fmt.Fprintf(t, "%s/%s\t%v\t%s\t%s\n", a.Namespace, a.Name, a.Ready, a.Replicas, a.URL)
+	}
+	fmt.Fprintln(t, "\nLAYER\tDIGEST")
+	for _, name := range state.SortedKeys(st.Layers) {
+		fmt.Fprintf(t, "%s\t%s\n", name, st.Layers[name])
+	}
+	return t.Flush()
+}
