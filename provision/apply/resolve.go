@@ -158,8 +158,15 @@ func (r *Resolver) Resolve(apiVersion, kind string, allowBeta bool) (Mapping, er
 				opts = append(opts, "apiVersion: "+groupLabel(g))
 			}
 		}
-		return Mapping{}, fmt.Errorf("%w: kind %s is served by %d groups (%s); set one of: %s, or name only the group (apiVersion: %s) to stay versionless",
-			ErrAmbiguousKind, kind, len(groups), strings.Join(labels(groups), ", "), strings.Join(opts, " | "), groupLabel(groups[len(groups)-1]))
+		example := ""
+		for _, g := range groups {
+			if g != "" {
+				example = g
+				break
+			}
+		}
+		return Mapping{}, fmt.Errorf("%w: kind %s is served by %d groups (%s); set one of: %s, or name only the group (e.g. apiVersion: %s) to stay versionless",
+			ErrAmbiguousKind, kind, len(groups), strings.Join(labels(groups), ", "), strings.Join(opts, " | "), example)
 	}
 	return r.pick(groups[0], kind, allowBeta)
 }

@@ -86,7 +86,7 @@ func TestResolve(t *testing.T) {
 		{"mixed.example.com/v2beta1", "Gadget", false, "", apply.ErrUnstableAPI, []string{"use apiVersion: mixed.example.com/v1"}},
 		{"policy/v1beta1", "PodDisruptionBudget", false, "", apply.ErrUnstableAPI, []string{"use apiVersion: policy/v1", "removed in Kubernetes 1.25"}},
 		{"policy/v1beta1", "PodDisruptionBudget", true, "", apply.ErrUnknownKind, []string{"does not serve policy/v1beta1", "policy/v1"}},
-		{"", "Event", false, "", apply.ErrAmbiguousKind, []string{"core, events.k8s.io", "apiVersion: v1 | apiVersion: events.k8s.io/v1", "apiVersion: events.k8s.io)"}},
+		{"", "Event", false, "", apply.ErrAmbiguousKind, []string{"core, events.k8s.io", "apiVersion: v1 | apiVersion: events.k8s.io/v1", "(e.g. apiVersion: events.k8s.io)"}},
 		{"", "Deploymnet", false, "", apply.ErrUnknownKind, []string{`no kind "Deploymnet"`}},
 		{"", "deployment", false, "", apply.ErrUnknownKind, []string{"did you mean Deployment?"}},
 		{"apps/v2", "Deployment", false, "", apply.ErrUnknownKind, []string{"use apiVersion: apps/v1"}},
