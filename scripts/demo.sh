@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's first command (make demo): build examples/hello into a
 # reproducible cluster artifact, push it to a registry served by k2 itself,
-# drop the local copy, pull it back and inspect it. Everything stays on
-# loopback and in a temporary K2_HOME.
+# drop the local copy, pull it back, inspect it, deploy it with the local
+# provider (1 control plane on SQLite + 2 agents), look at it with kubectl,
+# and destroy it. Everything stays on loopback and in a temporary K2_HOME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K2=${K2:-./bin/k2}
@@ -12,6 +13,7 @@ work=$(mktemp -d -t k2-demo.XXXXXX)
 export K2_HOME=$work/home NO_COLOR=1
 reg_pid=
 cleanup() {
+	if [ -s "$K2_HOME/clusters/default/cluster.json" ]; then "$K2" destroy default --yes >/dev/null 2>&1 || true; fi
 	if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
@@ -52,3 +54,20 @@ if [ "$got" != "$built" ]; then
 	exit 1
 fi
 step "ok: pushed and pulled the same artifact ($built)"
+
+step "k2 deploy $pinned --provider local"
+start=$(date +%s%N)
+"$K2" deploy "$pinned" --provider local
+echo "deployed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+
+step "k2 status"
+"$K2" status
+
+if command -v kubectl >/dev/null; then
+	step "kubectl get nodes,apps,deploy,svc,cm   (the real kubectl against the deployed cluster)"
+	kubectl --kubeconfig "$("$K2" kubeconfig default --path)" get nodes,apps.k2.dev,deploy,svc,cm 2>/dev/null
+fi
+
+step "k2 destroy default --yes"
+"$K2" destroy default --yes
+step "ok: built, shared, deployed and destroyed a whole cluster"
