@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 )
@@ -199,6 +200,7 @@ func (o *Options) defaults() {
 type clients struct {
 	disc discovery.DiscoveryInterface
 	dyn  dynamic.Interface
+	meta metadata.Interface
 	kube kubernetes.Interface
 }
 
@@ -219,7 +221,11 @@ func newClients(cfg *rest.Config) (*clients, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the API server: %w", err)
 	}
-	return &clients{disc: disc, dyn: dyn, kube: kube}, nil
+	meta, err := metadata.NewForConfig(c)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the API server: %w", err)
+	}
+	return &clients{disc: disc, dyn: dyn, meta: meta, kube: kube}, nil
 }
 
 // Discover returns a Resolver for the server at cfg.
@@ -355,6 +361,7 @@ func (c *clients) resource(m Mapping, ns string) dynamic.ResourceInterface {
 
 // applyAll applies work[idx] concurrently and returns the joined errors.
 func applyAll(ctx context.Context, cl *clients, work []*item, idx []int, result *Result, opts Options) error {
+	existing := currentVersions(ctx, cl, work, idx)
 	sem := make(chan struct{}, opts.Concurrency)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -366,7 +373,8 @@ func applyAll(ctx context.Context, cl *clients, work []*item, idx []int, result 
 			defer wg.Done()
 			defer func() { <-sem }()
 			w := work[i]
-			action, uid, err := applyOne(ctx, cl, w, opts)
+			before, known := existing[i]
+			action, uid, err := applyOne(ctx, cl, w, before, known, opts)
 			mu.Lock()
 			defer mu.Unlock()
 			r := &result.Objects[i]
@@ -398,25 +406,70 @@ func retriable(err error) bool {
 
 var applyBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 7, Cap: 3 * time.Second}
 
-func applyOne(ctx context.Context, cl *clients, w *item, opts Options) (action, uid string, err error) {
+// batchList is the number of objects of one resource in one namespace from
+// which their current versions are listed at once rather than read one by one.
+const batchList = 10
+
+// currentVersions returns the resourceVersion of the objects work[idx]
+// that exist ("" for those that do not), for the resources with at least
+// batchList objects in one namespace; the others are read one by one.
+func currentVersions(ctx context.Context, cl *clients, work []*item, idx []int) map[int]string {
+	type group struct {
+		gvr schema.GroupVersionResource
+		ns  string
+	}
+	groups := map[group][]int{}
+	for _, i := range idx {
+		w := work[i]
+		g := group{w.mapping.GVR(), w.obj.GetNamespace()}
+		groups[g] = append(groups[g], i)
+	}
+	out := map[int]string{}
+	for g, is := range groups {
+		if len(is) < batchList {
+			continue
+		}
+		list, err := cl.meta.Resource(g.gvr).Namespace(g.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue // read one by one
+		}
+		rv := make(map[string]string, len(list.Items))
+		for _, it := range list.Items {
+			rv[it.Name] = it.ResourceVersion
+		}
+		for _, i := range is {
+			out[i] = rv[work[i].obj.GetName()]
+		}
+	}
+	return out
+}
+
+// applyOne applies one object. before is its current resourceVersion
+// ("" = absent) when known, otherwise it is read first.
+func applyOne(ctx context.Context, cl *clients, w *item, before string, known bool, opts Options) (action, uid string, err error) {
 	rc := cl.resource(w.mapping, w.obj.GetNamespace())
 	err = retry.OnError(applyBackoff, retriable, func() error {
-		before, err := rc.Get(ctx, w.obj.GetName(), metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			before = nil
-		case err != nil:
-			return err
+		if !known {
+			cur, err := rc.Get(ctx, w.obj.GetName(), metav1.GetOptions{})
+			switch {
+			case apierrors.IsNotFound(err):
+				before = ""
+			case err != nil:
+				return err
+			default:
+				before = cur.GetResourceVersion()
+			}
 		}
+		known = false // a retry reads again
 		out, err := rc.Apply(ctx, w.obj.GetName(), w.obj, metav1.ApplyOptions{FieldManager: opts.FieldManager, Force: true})
 		if err != nil {
 			return err
 		}
 		uid = string(out.GetUID())
 		switch {
-		case before == nil:
+		case before == "":
 			action = ActionCreated
-		case before.GetResourceVersion() == out.GetResourceVersion():
+		case before == out.GetResourceVersion():
 			action = ActionUnchanged
 		default:
 			action = ActionConfigured

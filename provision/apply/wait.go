@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 )
 
@@ -93,6 +95,17 @@ func Readiness(u *unstructured.Unstructured) (ready bool, status string, failed 
 		return false, "phase " + orDash(phase), false
 	}
 	return true, "", false
+}
+
+// hasReadiness reports whether Readiness knows a notion of ready for gvk
+// beyond existing.
+func hasReadiness(gvk schema.GroupVersionKind) bool {
+	switch gvk.GroupKind().String() {
+	case "Deployment.apps", "StatefulSet.apps", "DaemonSet.apps", "Job.batch", "App.k2.dev",
+		"CustomResourceDefinition.apiextensions.k8s.io", "Pod":
+		return true
+	}
+	return false
 }
 
 func orDash(s string) string {
@@ -189,28 +202,46 @@ func waitReady(ctx context.Context, cl *clients, work []*item, result *Result, o
 	for i := range work {
 		pending[i] = true
 	}
+	for i, w := range work {
+		if !hasReadiness(w.mapping.GVK) {
+			t := true
+			result.Objects[i].Ready = &t // ready once it exists
+			delete(pending, i)
+		}
+	}
 	var failed []int
 	for {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, opts.Concurrency)
 		for i := range pending {
-			w := work[i]
-			r := &result.Objects[i]
-			u, err := cl.resource(w.mapping, w.obj.GetNamespace()).Get(ctx, w.obj.GetName(), metav1.GetOptions{})
-			if err != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				w := work[i]
+				u, err := cl.resource(w.mapping, w.obj.GetNamespace()).Get(ctx, w.obj.GetName(), metav1.GetOptions{})
+				mu.Lock()
+				defer mu.Unlock()
+				r := &result.Objects[i]
+				if err != nil {
+					r.Status = "reading it: " + err.Error()
+					return
 				}
-				r.Status = "reading it: " + err.Error()
-				continue
-			}
-			ok, status, fail := Readiness(u)
-			r.Ready, r.Status = &ok, status
-			if ok {
-				delete(pending, i)
-			}
-			if fail {
-				delete(pending, i)
-				failed = append(failed, i)
-			}
+				ok, status, fail := Readiness(u)
+				r.Ready, r.Status = &ok, status
+				if ok || fail {
+					delete(pending, i)
+				}
+				if fail {
+					failed = append(failed, i)
+				}
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if len(pending) == 0 && len(failed) == 0 {
 			opts.Logger.Info("all objects ready", "objects", len(work))
