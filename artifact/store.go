@@ -75,11 +75,14 @@ func (s *Store) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, er
 		return ocispec.Descriptor{}, err
 	}
 	d, err := s.oci.Resolve(ctx, ref)
-	if err == nil {
+	if err == nil && s.has(ctx, d) {
 		return d, nil
 	}
+	if err == nil {
+		err = errdef.ErrNotFound // a digest the store knew, whose blob was removed
+	}
 	if i := strings.Index(ref, "@"); i >= 0 && errors.Is(err, errdef.ErrNotFound) {
-		if d, err2 := s.oci.Resolve(ctx, ref[i+1:]); err2 == nil {
+		if d, err2 := s.oci.Resolve(ctx, ref[i+1:]); err2 == nil && s.has(ctx, d) {
 			return d, nil
 		}
 	}
@@ -87,6 +90,12 @@ func (s *Store) Resolve(ctx context.Context, ref string) (ocispec.Descriptor, er
 		return ocispec.Descriptor{}, fmt.Errorf("%s: %w", ref, ErrNotFound)
 	}
 	return ocispec.Descriptor{}, fmt.Errorf("resolving %s: %w", ref, err)
+}
+
+// has reports whether the manifest d is really in the store.
+func (s *Store) has(ctx context.Context, d ocispec.Descriptor) bool {
+	ok, err := s.oci.Exists(ctx, d)
+	return err == nil && ok
 }
 
 // Tag tags the manifest desc as ref.
