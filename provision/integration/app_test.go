@@ -235,6 +235,22 @@ spec:
 		t.Errorf("no Updated event for the reverted Deployment; events: %v", ev)
 	}
 
+	// A child deleted by hand comes back.
+	svc, err := kube.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.CoreV1().Services(ns).Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, timeout, "deleted Service re-created", func() (bool, string) {
+		s, err := kube.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.UID != svc.UID, "same UID"
+	})
+
 	// Dropping expose deletes the Ingress.
 	applyYAML(t, ns, `
 kind: App
