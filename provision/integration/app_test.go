@@ -425,3 +425,49 @@ spec: {image: registry.local/api:v1, ports: [8080], replicas: 1, volume: {path: 
 		t.Errorf("no Deleted event for the Deployment: %v", ev)
 	}
 }
+
+// TestAppRecoversWithBackoff makes the API server refuse a child (a
+// ValidatingAdmissionPolicy denying Services in the namespace), then
+// removes the policy: nothing about the App changes, so only the
+// controller's retries with backoff can bring the Service in.
+func TestAppRecoversWithBackoff(t *testing.T) {
+	ctx := context.Background()
+	ns := namespace(t, "app-backoff")
+	applyYAML(t, ns, `
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-services-app-backoff}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules: [{apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [services]}]
+  validations: [{expression: "false", message: services are blocked here}]
+---
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-services-app-backoff}
+spec:
+  policyName: no-services-app-backoff
+  validationActions: [Deny]
+  matchResources: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: app-backoff}}}
+`, apply.Options{})
+	// The policy takes a moment to be enforced; probe until it is.
+	eventually(t, timeout, "policy enforced", func() (bool, string) {
+		_, err := kube.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 1}}}}, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "blocked"), fmt.Sprint(err)
+	})
+	applyYAML(t, ns, "kind: App\nmetadata: {name: web}\nspec: {image: nginx:1.27, ports: [80]}\n", apply.Options{})
+	eventually(t, timeout, "admission error in status", func() (bool, string) {
+		a := getApp(t, ns, "web")
+		return a.Status.LastError != nil && a.Status.LastError.Object == "Service/web" &&
+			strings.Contains(a.Status.LastError.Message, "blocked"), describe(a)
+	})
+	if err := kube.AdmissionregistrationV1().ValidatingAdmissionPolicyBindings().Delete(ctx, "no-services-app-backoff", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = kube.AdmissionregistrationV1().ValidatingAdmissionPolicies().Delete(ctx, "no-services-app-backoff", metav1.DeleteOptions{})
+	eventually(t, timeout, "Service created once the policy is gone", func() (bool, string) {
+		_, err := kube.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{})
+		a := getApp(t, ns, "web")
+		return err == nil && a.Status.LastError == nil, fmt.Sprintf("%v; %s", err, describe(a))
+	})
+}
