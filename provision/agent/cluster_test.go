@@ -58,24 +58,32 @@ func cluster(t testing.TB) *testCluster {
 // startAgent runs an agent in this process until the test ends.
 func (c *testCluster) startAgent(t *testing.T, name, role string) (stop func() error) {
 	t.Helper()
+	return c.startAgentTB(t, t.TempDir(), name, role, true)
+}
+
+// startAgentTB starts an agent; with wait, it returns once it is ready.
+func (c *testCluster) startAgentTB(t testing.TB, dataDir, name, role string, wait bool) (stop func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	ready := make(chan struct{})
 	go func() {
 		errc <- agent.Run(ctx, agent.Options{
 			ServerURL: c.Server.URL, JoinURL: c.JoinURL, Token: c.Token.String(),
-			DataDir: t.TempDir(), NodeName: name, Role: role,
+			DataDir: dataDir, NodeName: name, Role: role,
 			CPU: resource.MustParse("2"), Memory: resource.MustParse("4Gi"),
 			HeartbeatInterval: 2 * time.Second, Ready: ready,
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: agentLogLevel})),
 		})
 	}()
-	select {
-	case <-ready:
-	case err := <-errc:
-		t.Fatalf("agent %s: %v", name, err)
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("agent %s not ready after 2m", name)
+	if wait {
+		select {
+		case <-ready:
+		case err := <-errc:
+			t.Fatalf("agent %s: %v", name, err)
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("agent %s not ready after 2m", name)
+		}
 	}
 	var once sync.Once
 	var err error
@@ -206,3 +214,10 @@ func TestAgentsRunDeployment(t *testing.T) {
 		t.Errorf("stopping agent: %v", err)
 	}
 }
+
+var agentLogLevel = func() slog.Level {
+	if os.Getenv("K2_TEST_VERBOSE") != "" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}()

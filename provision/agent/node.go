@@ -157,6 +157,8 @@ func (a *agent) registerOnce(ctx context.Context) (*corev1.Node, error) {
 	}
 	// The pod CIDR is allocated by the controller manager shortly after
 	// registration; wait a little for it so pod IPs come from it.
+	tw := time.Now()
+	defer func() { a.log.Debug("pod CIDR wait", "took", time.Since(tw), "podCIDR", node.Spec.PodCIDR) }()
 	for i := 0; i < 40 && node.Spec.PodCIDR == ""; i++ {
 		select {
 		case <-ctx.Done():
