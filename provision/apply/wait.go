@@ -210,6 +210,7 @@ func waitReady(ctx context.Context, cl *clients, work []*item, result *Result, o
 		}
 	}
 	var failed []int
+	interval := 200 * time.Millisecond // quick first looks, then once a second
 	for {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -254,8 +255,9 @@ func waitReady(ctx context.Context, cl *clients, work []*item, result *Result, o
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(interval):
 		}
+		interval = min(interval*3/2, time.Second)
 	}
 	var bad []ObjectResult
 	for i := range result.Objects {
