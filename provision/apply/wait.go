@@ -211,6 +211,7 @@ func waitReady(ctx context.Context, cl *clients, work []*item, result *Result, o
 	}
 	var failed []int
 	interval := 200 * time.Millisecond // quick first looks, then once a second
+	lastLogged := -1
 	for {
 		var mu sync.Mutex
 		var wg sync.WaitGroup
@@ -251,7 +252,10 @@ func waitReady(ctx context.Context, cl *clients, work []*item, result *Result, o
 		if len(pending) == 0 || time.Now().After(deadline) {
 			break
 		}
-		opts.Logger.Info("waiting", "not_ready", len(pending))
+		if len(pending) != lastLogged {
+			opts.Logger.Info("waiting", "not_ready", len(pending))
+			lastLogged = len(pending)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
