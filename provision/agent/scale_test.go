@@ -74,8 +74,11 @@ func BenchmarkSimScale(b *testing.B) {
 		podsTotal += time.Since(t1)
 		b.StopTimer()
 		c.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
-		for _, stop := range stops {
+		for i, stop := range stops {
 			stop()
+			// As a deploy does when it removes machines: otherwise the next
+			// round's pods are scheduled to nodes without an agent.
+			c.Kube.CoreV1().Nodes().Delete(ctx, fmt.Sprintf("scale-%d-%d", n, i), metav1.DeleteOptions{})
 		}
 		n++
 		b.StartTimer()
