@@ -1,17 +1,15 @@
 // Package agenttest starts a real k2 control plane (provision/controlplane)
-// in the test process with the join endpoint in front of it, as `k2 server`
-// serves them, for tests of agents and of providers that start agents.
+// in the test process, with its join endpoint and a join token, as `k2
+// server` and `k2 token create` provide them, for tests of agents and of providers that start agents.
 // Only one control plane can run per process: Start returns the same
 // Cluster to every caller.
 package agenttest
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -21,7 +19,6 @@ import (
 
 	"k2.dev/k2/internal/join"
 	"k2.dev/k2/provision/controlplane"
-	"k2.dev/k2/provision/pki"
 )
 
 // Cluster is a running control plane and its join endpoint.
@@ -64,34 +61,26 @@ func start() (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	joinPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	srv, err := controlplane.Start(context.Background(), controlplane.Config{
-		DataDir: dir, BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1", Port: port,
+		DataDir: dir, BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1", Port: port, JoinPort: joinPort,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "agenttest: control plane ready at %s in %s\n", srv.URL, time.Since(t0).Round(time.Millisecond))
-	tok, err := join.NewToken(srv.PKI.CAData)
+	tok, _, err := controlplane.CreateToken(dir, 0, "agenttest")
 	if err != nil {
 		return nil, err
 	}
-	tokens := &join.StaticTokens{}
-	tokens.Add(tok)
-	cert, err := tls.LoadX509KeyPair(srv.PKI.Path(pki.ServingCert), srv.PKI.Path(pki.ServingKey))
-	if err != nil {
-		return nil, err
-	}
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		return nil, err
-	}
-	h := join.NewHandler(join.ServerConfig{CACert: srv.PKI.CA, CAKey: srv.PKI.CAKey, CAPEM: srv.PKI.CAData, APIServerURL: srv.URL, Tokens: tokens})
-	go http.Serve(l, h)
 	return &Cluster{
 		Server: srv, Kube: kubernetes.NewForConfigOrDie(srv.RESTConfig()),
-		JoinURL: "https://" + l.Addr().String(), Token: tok, Dir: dir,
+		JoinURL: fmt.Sprintf("https://127.0.0.1:%d", joinPort), Token: tok, Dir: dir,
 	}, nil
 }
 
