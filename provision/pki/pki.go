@@ -241,7 +241,10 @@ func covers(cert *x509.Certificate, dns []string, ips []net.IP) bool {
 
 func ensureCA(dir, certName, keyName, cn string) (*x509.Certificate, crypto.Signer, error) {
 	certPath, keyPath := filepath.Join(dir, certName), filepath.Join(dir, keyName)
-	if exists(certPath) || exists(keyPath) {
+	// The key is written before the certificate, so a certificate means a
+	// complete pair; a key alone is what a crash between the two left, and
+	// nothing can have been signed with it yet.
+	if exists(certPath) {
 		cert, err := readCert(certPath)
 		if err != nil {
 			return nil, nil, err
