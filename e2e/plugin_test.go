@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -266,11 +267,119 @@ func TestLocalProviderAgainstServer(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "local", "machines", "lp-1", "data", "kubeconfig")); err != nil {
 		t.Errorf("agent data dir: %v", err)
 	}
+	node, err := cs.CoreV1().Nodes().Get(ctx, "lp-2", metav1.GetOptions{})
+	if err != nil || node.Labels["k2.dev/runtime"] != "sim" || node.Status.Capacity.Memory().Value() != 4<<30 {
+		t.Errorf("node lp-2: labels %v capacity %v (%v)", node.Labels, node.Status.Capacity, err)
+	}
+
+	// The agents outlive the plugin process: a new one lists them running.
+	p.Close()
+	time.Sleep(500 * time.Millisecond)
+	p, err = host.Launch(ctx, host.Plugin{Name: "local", Path: k2Bin, Builtin: true}, host.LaunchOptions{Env: []string{"K2_HOME=" + home}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	l, err := p.List(ctx, &sdk.ListRequest{Config: cfg})
+	if err != nil || len(l.Machines) != 3 {
+		t.Fatalf("List after the plugin exited: %v %v", l, err)
+	}
+	for _, m := range l.Machines {
+		if m.State != sdk.StateRunning {
+			t.Errorf("machine %s is %s after the plugin exited: %s", m.Name, m.State, m.Message)
+		}
+	}
 	del, err := p.Delete(ctx, &sdk.DeleteRequest{RequestID: "e2e-delete", Config: cfg, MachineIDs: []string{"local-lp-1", "local-lp-2", "local-lp-3"}})
 	if err != nil || len(del.Deleted) != 3 {
 		t.Fatalf("Delete: %v %v", del, err)
 	}
 	if _, err := os.Stat(filepath.Join(home, "local", "machines", "lp-1")); !os.IsNotExist(err) {
 		t.Errorf("machine dir left after Delete: %v", err)
+	}
+	if l, _ := p.List(ctx, &sdk.ListRequest{Config: cfg}); len(l.Machines) != 0 {
+		t.Errorf("List after Delete: %v", l.Machines)
+	}
+}
+
+// processesIn counts live processes whose working directory is dir.
+func processesIn(dir string) int {
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == dir {
+			if b, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && !containsState(b, 'Z') {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func containsState(stat []byte, s byte) bool {
+	for i := len(stat) - 1; i >= 0; i-- {
+		if stat[i] == ')' {
+			return i+2 < len(stat) && stat[i+2] == s
+		}
+	}
+	return false
+}
+
+// TestLocalKillPluginMidCreate kills the built-in local plugin (k2 plugin
+// serve local, as k2 runs it) while Create is starting machines: k2 must
+// name the plugin, and the retried Create must leave exactly one process
+// per machine.
+func TestLocalKillPluginMidCreate(t *testing.T) {
+	bin := k2Bin
+	state := t.TempDir()
+	cfg, _ := json.Marshal(map[string]string{"stateDir": state})
+	var ms []sdk.MachineRequest
+	for i := range 5 {
+		ms = append(ms, sdk.MachineRequest{Name: fmt.Sprintf("k%d", i)})
+	}
+	req := func(onProgress func(sdk.Progress)) *sdk.CreateRequest {
+		return &sdk.CreateRequest{RequestID: "kill", Config: cfg, Machines: ms, OnProgress: onProgress,
+			Bootstrap: sdk.Bootstrap{Method: sdk.BootstrapExec, Command: []string{"sleep", "600"}}}
+	}
+	plugin := host.Plugin{Name: "local", Path: bin, Builtin: true}
+	ctx := context.Background()
+	p, err := host.Launch(ctx, plugin, host.LaunchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	_, err = p.Create(ctx, req(func(ev sdk.Progress) {
+		if !killed && ev.Machine == "k1" {
+			killed = true
+			syscall.Kill(p.Pid(), syscall.SIGKILL)
+		}
+	}))
+	p.Close()
+	var he *host.Error
+	if !errors.As(err, &he) || !he.Exited || he.Provider != "local" {
+		t.Fatalf("Create error = %v, want the local plugin reported as crashed", err)
+	}
+	t.Logf("reported: %v", err)
+
+	p2, err := host.Launch(ctx, plugin, host.LaunchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close()
+	t.Cleanup(func() {
+		var ids []string
+		for _, m := range ms {
+			ids = append(ids, "local-"+m.Name)
+		}
+		p2.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids})
+	})
+	resp, err := p2.Create(ctx, req(nil))
+	if err != nil || resp.Diagnostics.HasErrors() || len(resp.Machines) != len(ms) {
+		t.Fatalf("retry: %v %v", err, resp)
+	}
+	time.Sleep(200 * time.Millisecond)
+	for _, m := range ms {
+		if n := processesIn(filepath.Join(state, "machines", m.Name)); n != 1 {
+			t.Errorf("machine %s runs %d processes, want 1", m.Name, n)
+		}
 	}
 }

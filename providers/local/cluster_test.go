@@ -1,8 +1,9 @@
 package local_test
 
-// Tests of the local provider bringing real `k2 agent` processes into a
-// real control plane. They need the k2 binary: set K2_BIN (make bench and
-// make test-e2e do), otherwise they are skipped; -short skips them too.
+// The benchmark of the local provider bringing real `k2 agent` processes
+// into a real control plane. It needs the k2 binary: set K2_BIN (make bench
+// does), otherwise it is skipped. The same path is tested end to end in
+// e2e/plugin_test.go.
 
 import (
 	"context"
@@ -99,45 +100,6 @@ func deleteMachines(tb testing.TB, c *agenttest.Cluster, p *host.Client, cfg sdk
 	}
 	for _, n := range names {
 		_ = c.Kube.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
-	}
-}
-
-func TestLocalAgentsJoin(t *testing.T) {
-	c, bin := needCluster(t)
-	b, _ := json.Marshal(map[string]string{"stateDir": t.TempDir()})
-	cfg := sdk.Config(b)
-	names := []string{"local-t-1", "local-t-2", "local-t-3"}
-	p, took := localMachines(t, c, bin, "join-test", cfg, names)
-	t.Logf("3 local agents Ready in %s", took.Round(time.Millisecond))
-
-	// The agents outlive the plugin process.
-	p.Close()
-	time.Sleep(time.Second)
-	p2, err := host.Launch(context.Background(), host.Plugin{Name: "local", Path: bin, Builtin: true}, host.LaunchOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
-	l, err := p2.List(context.Background(), &sdk.ListRequest{Config: cfg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range l.Machines {
-		if m.State != sdk.StateRunning {
-			t.Errorf("machine %s is %s after the plugin exited: %s", m.Name, m.State, m.Message)
-		}
-	}
-	if len(l.Machines) != 3 {
-		t.Errorf("List: %d machines", len(l.Machines))
-	}
-	node, err := c.Kube.CoreV1().Nodes().Get(context.Background(), "local-t-2", metav1.GetOptions{})
-	if err != nil || node.Labels["k2.dev/pool"] != "workers" || node.Labels["k2.dev/runtime"] != "sim" || node.Status.Capacity.Memory().Value() != 2<<30 {
-		t.Errorf("node labels %v capacity %v (%v)", node.Labels, node.Status.Capacity, err)
-	}
-	deleteMachines(t, c, p2, cfg, names)
-	l, _ = p2.List(context.Background(), &sdk.ListRequest{Config: cfg})
-	if len(l.Machines) != 0 {
-		t.Errorf("after Delete, List shows %v", l.Machines)
 	}
 }
 
