@@ -101,3 +101,34 @@ func TestStatusTransitions(t *testing.T) {
 		t.Errorf("running conditions (-want +got):\n%s", diff)
 	}
 }
+
+func TestSimJobsComplete(t *testing.T) {
+	rt, _ := agent.NewSimRuntime("10.1.0.0/24", "n")
+	rt.JobDuration = 50 * time.Millisecond
+	p := pod("job", "work")
+	p.Spec.RestartPolicy = corev1.RestartPolicyNever
+	rs, err := rt.RunPod(context.Background(), p)
+	if err != nil || rs.Recheck <= 0 || !rs.Containers[0].Running {
+		t.Fatalf("first RunPod: %+v %v", rs, err)
+	}
+	p.Status = agent.RunningStatus(p, rs, "192.0.2.1", metav1.Now())
+	if p.Status.Phase != corev1.PodRunning {
+		t.Fatalf("phase %s", p.Status.Phase)
+	}
+	time.Sleep(rs.Recheck)
+	rs, _ = rt.RunPod(context.Background(), p)
+	st := agent.RunningStatus(p, rs, "192.0.2.1", metav1.Now())
+	term := st.ContainerStatuses[0].State.Terminated
+	if st.Phase != corev1.PodSucceeded || term == nil || term.ExitCode != 0 || term.Reason != "Completed" || rs.Recheck != 0 {
+		t.Errorf("after JobDuration: phase %s, container %+v, recheck %s", st.Phase, st.ContainerStatuses[0].State, rs.Recheck)
+	}
+	if condStatus(st)[corev1.PodReady] != "False" {
+		t.Errorf("a completed pod is not Ready: %v", st.Conditions)
+	}
+	// A Deployment's pod (restartPolicy Always) never exits.
+	web := pod("web", "c")
+	web.Spec.RestartPolicy = corev1.RestartPolicyAlways
+	if rs, _ := rt.RunPod(context.Background(), web); rs.Recheck != 0 || !rs.Containers[0].Running {
+		t.Errorf("web pod: %+v", rs)
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -207,6 +208,22 @@ func TestAgentsRunDeployment(t *testing.T) {
 	poll(t, time.Minute, "no pods left", func(ctx context.Context) (bool, error) {
 		l, err := c.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, err
+	})
+
+	// A Job completes on sim nodes.
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{Name: "once", Namespace: ns},
+		Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+			RestartPolicy: corev1.RestartPolicyNever,
+			Containers:    []corev1.Container{{Name: "work", Image: "busybox:1.36"}},
+		}}},
+	}
+	if _, err := c.Kube.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, time.Minute, "the Job to succeed", func(ctx context.Context) (bool, error) {
+		j, err := c.Kube.BatchV1().Jobs(ns).Get(ctx, "once", metav1.GetOptions{})
+		return err == nil && j.Status.Succeeded == 1, err
 	})
 
 	// A clean stop.

@@ -56,10 +56,13 @@ func (a *agent) runPods(ctx context.Context) error {
 				if quit {
 					return
 				}
-				err := a.syncPod(ctx, inf.GetIndexer(), uids, key)
+				recheck, err := a.syncPod(ctx, inf.GetIndexer(), uids, key)
 				switch {
 				case err == nil:
 					q.Forget(key)
+					if recheck > 0 {
+						q.AddAfter(key, recheck)
+					}
 				case ctx.Err() == nil:
 					level := slog.LevelWarn
 					if apierrors.IsConflict(err) {
@@ -78,52 +81,57 @@ func (a *agent) runPods(ctx context.Context) error {
 	return nil
 }
 
-// syncPod brings one pod's runtime state and API status in line.
-func (a *agent) syncPod(ctx context.Context, idx cache.Indexer, uids *sync.Map, key string) error {
+// syncPod brings one pod's runtime state and API status in line; a
+// positive duration asks for another sync after it.
+func (a *agent) syncPod(ctx context.Context, idx cache.Indexer, uids *sync.Map, key string) (time.Duration, error) {
 	obj, exists, err := idx.GetByKey(key)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if !exists {
 		if uid, ok := uids.LoadAndDelete(key); ok {
-			return a.rt.StopPod(ctx, uid.(types.UID))
+			return 0, a.rt.StopPod(ctx, uid.(types.UID))
 		}
-		return nil
+		return 0, nil
 	}
 	pod := obj.(*corev1.Pod)
 	if old, ok := uids.Load(key); ok && old.(types.UID) != pod.UID {
 		// Same name, new pod (a StatefulSet replica): stop the old one.
 		if err := a.rt.StopPod(ctx, old.(types.UID)); err != nil {
-			return err
+			return 0, err
 		}
 		uids.Delete(key)
 	}
 	if pod.DeletionTimestamp != nil {
-		return a.finalise(ctx, uids, key, pod)
+		return 0, a.finalise(ctx, uids, key, pod)
 	}
 	if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
-		return nil
+		// Finished: free what the runtime holds; the pod object stays.
+		if uid, ok := uids.LoadAndDelete(key); ok {
+			return 0, a.rt.StopPod(ctx, uid.(types.UID))
+		}
+		return 0, nil
 	}
 	if pod.Status.Phase == "" || pod.Status.StartTime == nil {
 		// Pending first, as a kubelet reports while it pulls and starts.
 		st := PendingStatus(pod, hostIP(), metav1.Now())
 		updated, err := a.writeStatus(ctx, pod, st)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		pod = updated
 	}
 	rs, err := a.rt.RunPod(ctx, pod)
 	if err != nil {
-		return fmt.Errorf("running pod: %w", err)
+		return 0, fmt.Errorf("running pod: %w", err)
 	}
 	uids.Store(key, pod.UID)
 	st := RunningStatus(pod, rs, hostIP(), metav1.Now())
 	if statusEqual(pod.Status, st) {
-		return nil
+		return rs.Recheck, nil
 	}
 	_, err = a.writeStatus(ctx, pod, st)
-	return err
+	return rs.Recheck, err
 }
 
 // finalise stops a pod being deleted and removes it from the API, as a
@@ -209,18 +217,31 @@ func RunningStatus(pod *corev1.Pod, rs *PodStatus, hostIP string, now metav1.Tim
 	if rs.IP != "" {
 		st.PodIP, st.PodIPs = rs.IP, []corev1.PodIP{{IP: rs.IP}}
 	}
-	allReady := true
+	allReady, allExited, failed := true, len(rs.Containers) > 0, false
 	st.ContainerStatuses = nil
 	for _, c := range rs.Containers {
 		cs := corev1.ContainerStatus{
 			Name: c.Name, Image: c.Image, ImageID: c.ImageID, ContainerID: c.ContainerID,
 			Ready: c.Running, Started: ptr.To(c.Running), RestartCount: c.RestartCount,
 		}
-		if c.Running {
-			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(c.StartedAt.Truncate(time.Second))}
-		} else {
-			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+		switch {
+		case c.Exited:
+			reason := "Completed"
+			if c.ExitCode != 0 {
+				reason, failed = "Error", true
+			}
+			cs.State.Terminated = &corev1.ContainerStateTerminated{
+				ExitCode: c.ExitCode, Reason: reason, ContainerID: c.ContainerID,
+				StartedAt:  metav1.NewTime(c.StartedAt.Truncate(time.Second)),
+				FinishedAt: metav1.NewTime(c.FinishedAt.Truncate(time.Second)),
+			}
 			allReady = false
+		case c.Running:
+			cs.State.Running = &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(c.StartedAt.Truncate(time.Second))}
+			allExited = false
+		default:
+			cs.State.Waiting = &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}
+			allReady, allExited = false, false
 		}
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
@@ -234,6 +255,12 @@ func RunningStatus(pod *corev1.Pod, rs *PodStatus, hostIP string, now metav1.Tim
 	reason := ""
 	if !allReady {
 		reason = "ContainersNotReady"
+	}
+	if allExited {
+		st.Phase, reason = corev1.PodSucceeded, "PodCompleted"
+		if failed {
+			st.Phase = corev1.PodFailed
+		}
 	}
 	st.Conditions = setCondition(st.Conditions, cond(corev1.PodScheduled, true, "", now))
 	st.Conditions = setCondition(st.Conditions, cond(corev1.PodInitialized, true, "", now))
@@ -254,7 +281,7 @@ func statusEqual(a, b corev1.PodStatus) bool {
 	}
 	for i := range a.ContainerStatuses {
 		x, y := a.ContainerStatuses[i], b.ContainerStatuses[i]
-		if x.Name != y.Name || x.Ready != y.Ready || (x.State.Running == nil) != (y.State.Running == nil) {
+		if x.Name != y.Name || x.Ready != y.Ready || (x.State.Running == nil) != (y.State.Running == nil) || (x.State.Terminated == nil) != (y.State.Terminated == nil) {
 			return false
 		}
 	}

@@ -28,6 +28,10 @@ type Runtime interface {
 type PodStatus struct {
 	IP         string
 	Containers []ContainerStatus
+	// Recheck asks the agent to call RunPod again after this long (for a
+	// change the runtime expects, such as a container finishing); 0: only
+	// on the pod's next change.
+	Recheck time.Duration
 }
 
 // ContainerStatus is one container as the runtime sees it.
@@ -39,6 +43,10 @@ type ContainerStatus struct {
 	Running      bool
 	StartedAt    time.Time
 	RestartCount int32
+	// Exited containers have finished with ExitCode at FinishedAt.
+	Exited     bool
+	ExitCode   int32
+	FinishedAt time.Time
 }
 
 // PodCIDRUpdater is implemented by runtimes that allocate pod IPs from the

@@ -14,8 +14,10 @@ import (
 
 // SimRuntime is the "sim" runtime: pods get an IP and report their
 // containers running, but no process runs. It is for the local provider
-// and scale tests. Not modelled: container exits, restarts, probes,
-// resource limits, volumes, networking (IPs are not routable).
+// and scale tests. Pods that do not restart (restartPolicy Never or
+// OnFailure: Jobs, Helm hooks) run for JobDuration and then exit 0, so Jobs
+// complete. Not modelled: failures, restarts, probes, resource limits,
+// volumes, logs and exec, networking (IPs are not routable).
 type SimRuntime struct {
 	mu      sync.Mutex
 	prefix  netip.Prefix
@@ -23,7 +25,13 @@ type SimRuntime struct {
 	usedIPs map[netip.Addr]bool
 	// StartDelay is how long "starting" a pod takes (default 0).
 	StartDelay time.Duration
+	// JobDuration is how long a pod that does not restart runs before its
+	// containers exit 0 (default DefaultJobDuration).
+	JobDuration time.Duration
 }
+
+// DefaultJobDuration is how long sim Jobs run.
+const DefaultJobDuration = time.Second
 
 type simPod struct {
 	ip      netip.Addr
@@ -114,11 +122,27 @@ func (r *SimRuntime) RunPod(ctx context.Context, pod *corev1.Pod) (*PodStatus, e
 		}
 	}
 	st := &PodStatus{IP: p.ip.String()}
+	exited := false
+	d := r.JobDuration
+	if d == 0 {
+		d = DefaultJobDuration
+	}
+	if pod.Spec.RestartPolicy == corev1.RestartPolicyNever || pod.Spec.RestartPolicy == corev1.RestartPolicyOnFailure {
+		if left := time.Until(p.started.Add(d)); left > 0 {
+			st.Recheck = left
+		} else {
+			exited = true
+		}
+	}
 	for i, c := range pod.Spec.Containers {
-		st.Containers = append(st.Containers, ContainerStatus{
+		cs := ContainerStatus{
 			Name: c.Name, Image: c.Image, ImageID: "sim://" + c.Image,
-			ContainerID: fmt.Sprintf("sim://%s-%d", pod.UID, i), Running: true, StartedAt: p.started,
-		})
+			ContainerID: fmt.Sprintf("sim://%s-%d", pod.UID, i), Running: !exited, StartedAt: p.started,
+		}
+		if exited {
+			cs.Exited, cs.FinishedAt = true, p.started.Add(d)
+		}
+		st.Containers = append(st.Containers, cs)
 	}
 	return st, nil
 }
