@@ -46,7 +46,7 @@ type result struct {
 
 // k2 runs the binary with args, K2_HOME set to home, and returns its output
 // and exit code. It fails the test only if the binary could not be started.
-func k2(t *testing.T, home string, args ...string) result {
+func k2(t testing.TB, home string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -65,7 +65,7 @@ func k2(t *testing.T, home string, args ...string) result {
 }
 
 // mustK2 is k2 that fails the test on a non-zero exit.
-func mustK2(t *testing.T, home string, args ...string) result {
+func mustK2(t testing.TB, home string, args ...string) result {
 	t.Helper()
 	r := k2(t, home, args...)
 	if r.Code != 0 {
