@@ -132,3 +132,20 @@ func TestSimJobsComplete(t *testing.T) {
 		t.Errorf("web pod: %+v", rs)
 	}
 }
+
+func TestHostNetworkPodUsesHostIP(t *testing.T) {
+	rt, _ := agent.NewSimRuntime("10.1.0.0/30", "n")
+	p := pod("hn", "c")
+	p.Spec.HostNetwork = true
+	rs, err := rt.RunPod(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := agent.RunningStatus(p, rs, "192.0.2.7", metav1.Now()); st.PodIP != "192.0.2.7" {
+		t.Errorf("hostNetwork pod IP %q", st.PodIP)
+	}
+	// It took no address from the range: the one pod IP of a /30 is free.
+	if rs, err := rt.RunPod(context.Background(), pod("other", "c")); err != nil || rs.IP != "10.1.0.2" {
+		t.Errorf("other pod: %+v %v", rs, err)
+	}
+}

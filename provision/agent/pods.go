@@ -214,7 +214,10 @@ func RunningStatus(pod *corev1.Pod, rs *PodStatus, hostIP string, now metav1.Tim
 	if st.StartTime == nil {
 		st.StartTime = &now
 	}
-	if rs.IP != "" {
+	switch {
+	case pod.Spec.HostNetwork:
+		st.PodIP, st.PodIPs = hostIP, []corev1.PodIP{{IP: hostIP}}
+	case rs.IP != "":
 		st.PodIP, st.PodIPs = rs.IP, []corev1.PodIP{{IP: rs.IP}}
 	}
 	allReady, allExited, failed := true, len(rs.Containers) > 0, false

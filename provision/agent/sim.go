@@ -104,6 +104,10 @@ func (r *SimRuntime) RunPod(ctx context.Context, pod *corev1.Pod) (*PodStatus, e
 			r.byUID[pod.UID] = p
 		}
 	}
+	if p == nil && pod.Spec.HostNetwork {
+		p = &simPod{started: time.Now()} // shares the node's address
+		r.byUID[pod.UID] = p
+	}
 	if p == nil {
 		ip, err := r.allocate()
 		if err != nil {
@@ -121,7 +125,10 @@ func (r *SimRuntime) RunPod(ctx context.Context, pod *corev1.Pod) (*PodStatus, e
 			return nil, ctx.Err()
 		}
 	}
-	st := &PodStatus{IP: p.ip.String()}
+	st := &PodStatus{}
+	if p.ip.IsValid() {
+		st.IP = p.ip.String()
+	}
 	exited := false
 	d := r.JobDuration
 	if d == 0 {
@@ -152,7 +159,9 @@ func (r *SimRuntime) StopPod(_ context.Context, uid types.UID) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.byUID[uid]; ok {
-		delete(r.usedIPs, p.ip)
+		if p.ip.IsValid() {
+			delete(r.usedIPs, p.ip)
+		}
 		delete(r.byUID, uid)
 	}
 	return nil
