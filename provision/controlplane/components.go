@@ -134,6 +134,9 @@ func (s *Server) controllerManagerArgs() []string {
 		"--cluster-signing-cert-file="+p(pki.CACert),
 		"--cluster-signing-key-file="+p(pki.CAKey),
 		"--use-service-account-credentials=true",
+		// Device allocation (DRA) and storage migration need node drivers and
+		// operators k2 does not ship; their controllers would have nothing to do.
+		"--controllers=*,-resourceclaim-controller,-device-taint-eviction-controller,-resourcepoolstatusrequest-controller,-storage-version-migrator-controller,-selinux-warning-controller",
 		"--allocate-node-cidrs=true",
 		"--cluster-cidr="+s.cfg.ClusterCIDR,
 		"--service-cluster-ip-range="+s.cfg.ServiceCIDR,
