@@ -97,15 +97,37 @@ anything is created.`,
 	return cmd
 }
 
-// runDeploy deploys (or upgrades, or resumes) ref to d.env.
-func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op state.Op, resume engine.ResumeMode) (*engine.DeployResult, error) {
+// deployInputs are what every deploy-like command opens first.
+type deployInputs struct {
+	state    *state.Store
+	env      *state.Environment
+	artifact *artifact.Artifact
+	provider *host.Client
+}
+
+func (in *deployInputs) Close() {
+	if in.provider != nil {
+		in.provider.Close()
+	}
+	in.state.Close()
+}
+
+// openDeploy opens the state, the environment (or the one a deploy would
+// create), the artifact (pulling it if ref names a registry) and launches
+// the environment's provider plugin. Callers Close the result.
+func openDeploy(ctx context.Context, g *globals, d *deployFlags, ref string) (*deployInputs, error) {
 	s, err := g.openState(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	env, _, err := engine.DeployEnv(ctx, s, d.env, d.provider)
-	if err != nil {
+	in := &deployInputs{state: s}
+	ok := false
+	defer func() {
+		if !ok {
+			in.Close()
+		}
+	}()
+	if in.env, _, err = engine.DeployEnv(ctx, s, d.env, d.provider); err != nil {
 		return nil, err
 	}
 	if _, err := artifact.NormalizeRef(ref); err != nil {
@@ -115,19 +137,28 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 	if err != nil {
 		return nil, err
 	}
-	a, err := artifact.Open(ctx, store, ref, hasHost(ref), d.remote.options(g))
+	if in.artifact, err = artifact.Open(ctx, store, ref, hasHost(ref), d.remote.options(g)); err != nil {
+		return nil, err
+	}
+	plug, err := host.Find(g.discoverOptions(), in.env.Provider)
 	if err != nil {
 		return nil, err
 	}
-	plug, err := host.Find(g.discoverOptions(), env.Provider)
+	if in.provider, err = host.Launch(ctx, plug, g.launchOptions()); err != nil {
+		return nil, err
+	}
+	ok = true
+	return in, nil
+}
+
+// runDeploy deploys (or upgrades, or resumes) ref to d.env.
+func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op state.Op, resume engine.ResumeMode) (*engine.DeployResult, error) {
+	in, err := openDeploy(ctx, g, d, ref)
 	if err != nil {
 		return nil, err
 	}
-	c, err := host.Launch(ctx, plug, g.launchOptions())
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
+	defer in.Close()
+	s, env, a, c := in.state, in.env, in.artifact, in.provider
 	desc, err := c.Describe(ctx, &sdk.DescribeRequest{})
 	if err != nil {
 		return nil, err
@@ -195,41 +226,17 @@ func renderDeploy(g *globals, f output.Format, res *engine.DeployResult, err err
 	})
 }
 
-// planDeploy opens the artifact (pulling it if ref names a registry), asks
-// the environment's provider for its capabilities and computes the plan.
+// planDeploy computes the plan of deploying ref to d.env without changing
+// anything: what --dry-run prints.
 func planDeploy(ctx context.Context, g *globals, d *deployFlags, ref string) (*engine.Plan, error) {
-	s, err := g.openState(ctx)
+	in, err := openDeploy(ctx, g, d, ref)
 	if err != nil {
 		return nil, err
 	}
-	defer s.Close()
-	env, _, err := engine.DeployEnv(ctx, s, d.env, d.provider)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := artifact.NormalizeRef(ref); err != nil {
-		return nil, usererr.Wrap(usererr.KindUsage, fmt.Errorf("artifact reference %q: %w", ref, err), "build one with 'k2 build -t <ref> <dir>'")
-	}
-	store, err := g.openStore(ctx)
-	if err != nil {
-		return nil, err
-	}
-	a, err := artifact.Open(ctx, store, ref, hasHost(ref), d.remote.options(g))
-	if err != nil {
-		return nil, err
-	}
-	plug, err := host.Find(g.discoverOptions(), env.Provider)
-	if err != nil {
-		return nil, err
-	}
-	c, err := host.Launch(ctx, plug, g.launchOptions())
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	return engine.PlanDeploy(ctx, s, engine.PlanRequest{
+	defer in.Close()
+	return engine.PlanDeploy(ctx, in.state, engine.PlanRequest{
 		Env: d.env, Provider: d.provider,
-		ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(), Config: a.Config,
+		ArtifactRef: ref, ArtifactDigest: in.artifact.Descriptor.Digest.String(), Config: in.artifact.Config,
 		ValuesFile: d.valuesFile, Sets: d.sets,
-	}, c)
+	}, in.provider)
 }
