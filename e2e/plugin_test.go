@@ -142,6 +142,9 @@ func startAgent(t *testing.T, home string, args ...string) *agentProc {
 	t.Cleanup(func() {
 		a.cmd.Process.Kill()
 		<-a.done
+		if t.Failed() {
+			t.Logf("k2 agent %v log:\n%s", args, a.log.String())
+		}
 	})
 	return a
 }
@@ -234,6 +237,7 @@ func TestLocalProviderAgainstServer(t *testing.T) {
 	}
 	defer p.Close()
 	cfg := sdk.Config(`{}`) // default state dir: $K2_HOME/local
+	t.Cleanup(func() { deleteAllLocal(t, home, cfg) })
 	t0 := time.Now()
 	resp, err := p.Create(ctx, &sdk.CreateRequest{
 		RequestID: "e2e", Config: cfg,
@@ -301,6 +305,36 @@ func TestLocalProviderAgainstServer(t *testing.T) {
 	}
 }
 
+// deleteAllLocal removes every machine of the local provider under home, so
+// that a failed test leaves no agent process behind.
+func deleteAllLocal(t *testing.T, home string, cfg sdk.Config) {
+	ctx := context.Background()
+	p, err := host.Launch(ctx, host.Plugin{Name: "local", Path: k2Bin, Builtin: true}, host.LaunchOptions{Env: []string{"K2_HOME=" + home}})
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	defer p.Close()
+	l, err := p.List(ctx, &sdk.ListRequest{Config: cfg})
+	if err != nil {
+		t.Errorf("cleanup: %v", err)
+		return
+	}
+	var ids []string
+	for _, m := range l.Machines {
+		ids = append(ids, m.ID)
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(home, "local", "machines", m.Name, "agent.log"))
+			t.Logf("machine %s (%s: %s) agent.log:\n%s", m.Name, m.State, m.Message, b)
+		}
+	}
+	if len(ids) > 0 {
+		if _, err := p.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids}); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	}
+}
+
 // processesIn counts live processes whose working directory is dir.
 func processesIn(dir string) int {
 	n := 0
@@ -364,13 +398,15 @@ func TestLocalKillPluginMidCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p2.Close()
 	t.Cleanup(func() {
 		var ids []string
 		for _, m := range ms {
 			ids = append(ids, "local-"+m.Name)
 		}
-		p2.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids})
+		if _, err := p2.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids}); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		p2.Close()
 	})
 	resp, err := p2.Create(ctx, req(nil))
 	if err != nil || resp.Diagnostics.HasErrors() || len(resp.Machines) != len(ms) {
