@@ -58,6 +58,7 @@ func localMachines(tb testing.TB, c *agenttest.Cluster, bin, reqID string, cfg s
 	if err != nil {
 		tb.Fatal(err)
 	}
+	tb.Cleanup(func() { cleanupAll(bin, cfg) })
 	var ms []sdk.MachineRequest
 	for _, n := range names {
 		ms = append(ms, sdk.MachineRequest{Name: n, Role: "worker", Pool: "workers", CPU: 2, MemoryBytes: 2 << 30})
@@ -123,4 +124,26 @@ func BenchmarkLocalThreeAgentsReady(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(total.Seconds()/float64(i), "s/3-agents-ready")
+}
+
+// cleanupAll deletes every machine under cfg, so that a failed benchmark
+// leaves no agent process behind.
+func cleanupAll(bin string, cfg sdk.Config) {
+	ctx := context.Background()
+	p, err := host.Launch(ctx, host.Plugin{Name: "local", Path: bin, Builtin: true}, host.LaunchOptions{})
+	if err != nil {
+		return
+	}
+	defer p.Close()
+	l, err := p.List(ctx, &sdk.ListRequest{Config: cfg})
+	if err != nil {
+		return
+	}
+	var ids []string
+	for _, m := range l.Machines {
+		ids = append(ids, m.ID)
+	}
+	if len(ids) > 0 {
+		_, _ = p.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids})
+	}
 }
