@@ -147,3 +147,23 @@ func cleanupAll(bin string, cfg sdk.Config) {
 		_, _ = p.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids})
 	}
 }
+
+// BenchmarkLaunchBuiltin measures launching the built-in local provider as
+// k2 does (re-executing the k2 binary as `k2 plugin serve local`) and the
+// handshake; compare BenchmarkLaunch in providers/host (a small external
+// plugin).
+func BenchmarkLaunchBuiltin(b *testing.B) {
+	bin := os.Getenv("K2_BIN")
+	if bin == "" {
+		b.Skip("needs K2_BIN")
+	}
+	start := time.Now()
+	for b.Loop() {
+		p, err := host.Launch(context.Background(), host.Plugin{Name: "local", Path: bin, Builtin: true}, host.LaunchOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.Close()
+	}
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/launch")
+}
