@@ -299,3 +299,41 @@ func TestHungAtLaunch(t *testing.T) {
 	}
 	t.Logf("reported: %v", err)
 }
+
+// TestReattachDebugMode runs the example plugin by hand in debug mode (as
+// under a debugger) and has the host attach to it through
+// $K2_PROVIDER_REATTACH instead of starting a process.
+func TestReattachDebugMode(t *testing.T) {
+	cmd := exec.Command(filepath.Join(pluginDir, "k2-provider-example"))
+	cmd.Env = append(os.Environ(), sdk.DebugEnv+"=1")
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var line string
+	for deadline := time.Now().Add(10 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "export "+sdk.ReattachEnv+"='"); ok {
+				line = strings.TrimSuffix(v, "'")
+			}
+		}
+	}
+	if line == "" {
+		t.Fatalf("no reattach line from the plugin:\n%s", stderr.String())
+	}
+	t.Setenv(sdk.ReattachEnv, line)
+	p, _ := host.Find(discoverOpts(), "example")
+	c, err := host.Launch(context.Background(), p, host.LaunchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Pid() != cmd.Process.Pid {
+		t.Errorf("attached to pid %d, want the debug process %d", c.Pid(), cmd.Process.Pid)
+	}
+	d, err := c.Describe(context.Background(), nil)
+	if err != nil || d.Name != "example" {
+		t.Fatalf("Describe over reattach: %v %v", d, err)
+	}
+}
