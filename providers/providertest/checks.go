@@ -2,6 +2,7 @@ package providertest
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -149,6 +150,30 @@ func (s *suite) idempotentDelete(t *testing.T, e *env) {
 		t.Errorf("Delete of a machine already gone: deleted %v, want %v", again.Deleted, ids(made.Machines))
 	}
 	e.delete("del-unknown", []string{"providertest-no-such-machine"})
+}
+
+func (s *suite) concurrentCreates(t *testing.T, e *env) {
+	ms := e.machines(4)
+	errs := make(chan error, len(ms))
+	for i, m := range ms {
+		go func() {
+			ctx, cancel := e.ctx()
+			defer cancel()
+			resp, err := e.p.Create(ctx, &sdk.CreateRequest{RequestID: fmt.Sprintf("par-%d", i), Config: e.cfg, Machines: []sdk.MachineRequest{m}, Bootstrap: e.boot})
+			if err == nil && resp.Diagnostics.HasErrors() {
+				err = resp.Diagnostics.Err()
+			}
+			errs <- err
+		}()
+	}
+	for range ms {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent Create: %v", err)
+		}
+	}
+	if n := len(e.list("")); n != len(ms) {
+		t.Errorf("after %d concurrent Creates, List shows %d machines", len(ms), n)
+	}
 }
 
 func (s *suite) cancellation(t *testing.T, e *env) {

@@ -13,7 +13,8 @@
 // honoured; bad requests come back as diagnostics with a path and make no
 // machine; and the provider refuses what it does not advertise (capability
 // honesty: architectures, classes, sizes, bootstrap methods, machine count,
-// Power and Console).
+// Power and Console); and concurrent Creates of different requests (k2
+// creates machines in parallel) all succeed.
 //
 // Bootstrap: the kit runs without a k2 control plane, so it hands the
 // provider a payload for the first bootstrap method it advertises that the
@@ -104,6 +105,7 @@ func RunClient(t *testing.T, connect func(t *testing.T) sdk.Provider, opts ...Op
 		{"IdempotentCreate", s.idempotentCreate},
 		{"RetryAfterPartialCreate", s.retryPartial},
 		{"IdempotentDelete", s.idempotentDelete},
+		{"ConcurrentCreates", s.concurrentCreates},
 		{"Cancellation", s.cancellation},
 		{"BadRequests", s.badRequests},
 		{"OptionalCalls", s.optionalCalls},
