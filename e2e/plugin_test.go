@@ -195,6 +195,12 @@ func TestAgentsJoinServer(t *testing.T) {
 		return nil
 	})
 	t.Log(s.mustKubectl("get", "pods", "-o", "wide"))
+	if out := s.mustKubectl("logs", "deploy/web"); !strings.Contains(out, "k2 sim runtime") {
+		t.Errorf("kubectl logs: %q", out)
+	}
+	if out, err := s.kubectl("exec", "deploy/web", "--", "true"); err == nil || !strings.Contains(err.Error(), "runtime cannot exec") {
+		t.Errorf("kubectl exec on a sim pod: %q %v", out, err)
+	}
 	cs := s.Client()
 	leases, err := cs.CoordinationV1().Leases("kube-node-lease").List(context.Background(), metav1.ListOptions{})
 	if err != nil || len(leases.Items) < 2 {

@@ -129,7 +129,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	a := &agent{o: o, cs: cs, log: log}
+	api, err := startKubeletAPI()
+	if err != nil {
+		return err
+	}
+	defer api.Close()
+	a := &agent{o: o, cs: cs, log: log, kubeletPort: api.Port()}
 	node, err := a.register(ctx)
 	if err != nil {
 		return fmt.Errorf("registering node %s: %w", o.NodeName, err)
@@ -139,6 +144,7 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("starting the runtime: %w", err)
 	}
 	a.rt, a.podCIDR = rt, node.Spec.PodCIDR
+	api.rt.Store(rt)
 	log.Info("node ready", "runtime", rt.Name(), "podCIDR", node.Spec.PodCIDR)
 	if o.Ready != nil {
 		close(o.Ready)
@@ -162,4 +168,6 @@ type agent struct {
 	log *slog.Logger
 	// podCIDR is the node's spec.podCIDR last given to the runtime.
 	podCIDR string
+	// kubeletPort is where the agent's kubelet API listens.
+	kubeletPort int
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -200,6 +201,13 @@ func TestAgentsRunDeployment(t *testing.T) {
 		_, err := c.Kube.CoreV1().Pods(ns).Get(ctx, victim.Name, metav1.GetOptions{})
 		return apierrors.IsNotFound(err), nil
 	})
+
+	// kubectl logs reaches the agent's kubelet API and says why there is
+	// nothing to show.
+	logs, err := c.Kube.CoreV1().Pods(ns).GetLogs(pods.Items[1].Name, &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil || !strings.Contains(string(logs), "k2 sim runtime: pod "+ns+"/"+pods.Items[1].Name+" runs no containers") {
+		t.Errorf("pod logs: %q %v", logs, err)
+	}
 
 	// Scale to zero: every pod finalised.
 	if _, err := c.Kube.AppsV1().Deployments(ns).UpdateScale(ctx, "web", &autoscalingv1.Scale{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: autoscalingv1.ScaleSpec{Replicas: 0}}, metav1.UpdateOptions{}); err != nil {

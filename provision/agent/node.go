@@ -87,6 +87,7 @@ func (a *agent) status(now metav1.Time) corev1.NodeStatus {
 			{Type: corev1.NodeInternalIP, Address: hostIP()},
 			{Type: corev1.NodeHostName, Address: host},
 		},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(a.kubeletPort)}},
 		NodeInfo: corev1.NodeSystemInfo{
 			OperatingSystem: runtime.GOOS, Architecture: runtime.GOARCH,
 			KubeletVersion:          "v1.37.2-k2",
@@ -220,7 +221,7 @@ func (a *agent) updateStatus(ctx context.Context) error {
 			}
 		}
 	}
-	want.DaemonEndpoints, want.Images, want.VolumesInUse, want.VolumesAttached = node.Status.DaemonEndpoints, node.Status.Images, node.Status.VolumesInUse, node.Status.VolumesAttached
+	want.Images, want.VolumesInUse, want.VolumesAttached = node.Status.Images, node.Status.VolumesInUse, node.Status.VolumesAttached
 	node.Status = want
 	_, err = nodes.UpdateStatus(ctx, node, metav1.UpdateOptions{})
 	return err
