@@ -101,12 +101,21 @@ func (o *Options) defaults() error {
 }
 
 // Run joins the cluster (unless DataDir holds valid credentials), registers
-// the node and runs until ctx ends.
+// the node and runs until ctx ends; the end of ctx is a clean stop (nil).
 func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
 	log := o.Logger.With("node", o.NodeName)
+	err := run(ctx, o, log)
+	if ctx.Err() != nil {
+		log.Info("agent stopped")
+		return nil
+	}
+	return err
+}
+
+func run(ctx context.Context, o Options, log *slog.Logger) error {
 	creds, err := join.Join(ctx, join.ClientOptions{
 		ServerURL: o.ServerURL, JoinURL: o.JoinURL, Token: o.Token,
 		NodeName: o.NodeName, DataDir: o.DataDir, Logger: log,
@@ -149,15 +158,10 @@ func Run(ctx context.Context, o Options) error {
 	if o.Ready != nil {
 		close(o.Ready)
 	}
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.heartbeat(ctx) })
-	g.Go(func() error { return a.runPods(ctx) })
-	err = g.Wait()
-	if ctx.Err() != nil {
-		log.Info("agent stopped")
-		return nil
-	}
-	return err
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.heartbeat(gctx) })
+	g.Go(func() error { return a.runPods(gctx) })
+	return g.Wait()
 }
 
 // agent is one running node agent.
