@@ -182,9 +182,11 @@ func TestDeployKilledAtEachStep(t *testing.T) {
 			env := "kill-" + step
 			killed := deployAndKillAt(t, home, env, step)
 			if !killed {
-				t.Logf("deploy finished before %s started; the rerun must still be a no-op success", step)
+				t.Fatalf("k2 deploy ended before step %s started, so it was never killed there:\n%s", step, machineLogs(home, env))
 			}
-			mustK2(t, home, "deploy", "hello:v1", "--provider", "local", "--env", env)
+			if r := k2(t, home, "deploy", "hello:v1", "--provider", "local", "--env", env); r.Code != 0 {
+				t.Fatalf("deploy after the kill: exit %d\n%s\nmachine logs:\n%s", r.Code, r.Stderr, machineLogs(home, env))
+			}
 			st := status(t, home, env)
 			if !st.Healthy {
 				t.Errorf("after resume: unhealthy: %v", st.Problems)
@@ -237,6 +239,23 @@ func deployAndKillAt(t *testing.T, home, env, step string) bool {
 	go io.Copy(io.Discard, stderr)
 	cmd.Wait()
 	return killed
+}
+
+// machineLogs returns the tail of each local machine's log of env.
+func machineLogs(home, env string) string {
+	var sb strings.Builder
+	ents, _ := os.ReadDir(filepath.Join(home, "local", "machines"))
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), env+"-") {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(home, "local", "machines", e.Name(), "agent.log"))
+		if len(b) > 2000 {
+			b = b[len(b)-2000:]
+		}
+		fmt.Fprintf(&sb, "== %s\n%s\n", e.Name(), b)
+	}
+	return sb.String()
 }
 
 func copyTree(t *testing.T, src, dst string) {

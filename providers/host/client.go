@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -141,6 +142,10 @@ func Launch(ctx context.Context, p Plugin, opts LaunchOptions) (*Client, error) 
 		args := p.Args()
 		cmd := exec.Command(args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), opts.Env...)
+		// A plugin must not outlive k2: killed with SIGKILL, k2 cannot
+		// close it, and an orphan could go on with a Create that the
+		// resumed deploy is about to retry.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		cfg.Cmd = cmd
 	}
 	c.client = plugin.NewClient(cfg)

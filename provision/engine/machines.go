@@ -149,6 +149,9 @@ func (s *MachinesStep) create(ctx context.Context, st *State, m MachinePlan) (Ma
 	if got == nil {
 		return MachineResult{}, usererr.New(usererr.KindProvider, "provider %s returned no machine for %s", st.Env.Provider, m.Name)
 	}
+	if got.State == sdk.StateFailed {
+		return MachineResult{}, usererr.New(usererr.KindProvider, "provider %s: machine %s failed: %s", st.Env.Provider, m.Name, got.Message)
+	}
 	return MachineResult{ProviderID: got.ID, Addresses: got.Addresses}, nil
 }
 

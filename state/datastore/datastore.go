@@ -5,6 +5,8 @@ package datastore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -90,7 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Datastore, error) {
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
-	sock := filepath.Join(cfg.DataDir, "kine.sock")
+	sock := socketPath(cfg.DataDir)
 	etcd, err := endpoint.Listen(kctx, endpoint.Config{
 		Listener:            "unix://" + sock,
 		Endpoint:            ep,
@@ -125,6 +127,18 @@ func (d *Datastore) Stop() {
 	case <-done:
 	case <-time.After(10 * time.Second):
 	}
+}
+
+// socketPath is kine's unix socket: in the data directory, or, when that
+// path would not fit a socket address (108 bytes on Linux), a short path in
+// the temp directory named after the data directory. Either way it is 0600.
+func socketPath(dataDir string) string {
+	p := filepath.Join(dataDir, "kine.sock")
+	if len(p) < 100 {
+		return p
+	}
+	sum := sha256.Sum256([]byte(dataDir))
+	return filepath.Join(os.TempDir(), "k2-kine-"+hex.EncodeToString(sum[:8])+".sock")
 }
 
 func splitEtcd(ep, from, to string) []string {
