@@ -29,7 +29,7 @@ func (s *Server) serveJoin(ctx context.Context, port int) error {
 	apiURL := "https://" + net.JoinHostPort(s.cfg.AdvertiseAddress, strconv.Itoa(s.cfg.Port))
 	srv := &http.Server{
 		Handler: join.NewHandler(join.ServerConfig{
-			CACert: s.PKI.CA, CAKey: s.PKI.CAKey, APIServerURL: apiURL,
+			CACert: s.PKI.CA, CAKey: s.PKI.CAKey, CAPEM: s.PKI.CAData, APIServerURL: apiURL,
 			Tokens: NewTokenStore(s.cfg.DataDir), Logger: s.log.With("component", "join"),
 		}),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
