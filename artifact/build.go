@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/opencontainers/image-spec/specs-go"
@@ -100,7 +101,9 @@ func (b *builder) build(ctx context.Context, seed *Config) (*BuildResult, error)
 	if seed != nil && seed.Kubernetes != "" {
 		b.cfg.Kubernetes = seed.Kubernetes
 	}
-	b.settings()
+	if err := b.settings(); err != nil {
+		return nil, err
+	}
 	var errs []error
 	for _, l := range b.f.Layers {
 		if err := b.layer(ctx, l); err != nil {
@@ -142,7 +145,7 @@ func (b *builder) posErr(p k8sfile.Pos, instr string, err error) error {
 }
 
 // settings merges the K8sfile's ARG, LABEL and MACHINES into the inherited ones.
-func (b *builder) settings() {
+func (b *builder) settings() error {
 	for _, a := range b.f.Args {
 		spec := ArgSpec{Name: a.Name, Default: a.Default}
 		replaced := false
@@ -173,6 +176,11 @@ func (b *builder) settings() {
 			b.cfg.Machines = append(b.cfg.Machines, spec)
 		}
 	}
+	if len(b.cfg.Machines) > 0 && !slices.ContainsFunc(b.cfg.Machines, func(m MachineSpec) bool { return m.Pool == k8sfile.ControlPlanePool }) {
+		return usererr.New(usererr.KindInvalid, "%s: MACHINES: no %s pool here or in the base %s; add MACHINES %s=1",
+			b.f.Name, k8sfile.ControlPlanePool, b.f.From.Ref, k8sfile.ControlPlanePool)
+	}
+	return nil
 }
 
 // layer builds one ADD, INSTALL or APP layer and appends it.

@@ -169,3 +169,25 @@ func TestFromPull(t *testing.T) {
 		t.Errorf("with pull: pinned %s, want the moved tag's %s", got, v2)
 	}
 }
+
+// TestFromInheritsControlPlane: a K8sfile built FROM a base may add worker
+// pools only (the base's control-plane pool is kept); one whose base has no
+// control-plane pool either is refused.
+func TestFromInheritsControlPlane(t *testing.T) {
+	s := newStore(t)
+	child := writeTree(t, map[string]string{"K8sfile": "FROM k2/base:v1.37\nMACHINES worker=5\n"})
+	res := mustBuild(t, s, child, "child:v1", nil)
+	pools := map[string]string{}
+	for _, m := range res.Config.Machines {
+		pools[m.Pool] = m.Count
+	}
+	if diff := cmp.Diff(map[string]string{"control-plane": "1", "worker": "5"}, pools); diff != "" {
+		t.Errorf("pools (-want +got):\n%s", diff)
+	}
+	bare := writeTree(t, map[string]string{"K8sfile": "FROM scratch\nADD ./m\n", "m/a.yaml": "kind: ConfigMap\nmetadata: {name: a}\n"})
+	mustBuild(t, s, bare, "bare:v1", nil)
+	orphan := writeTree(t, map[string]string{"K8sfile": "FROM bare:v1\nMACHINES worker=2\n"})
+	if _, err := build(t, s, orphan, "orphan:v1", nil); err == nil || !strings.Contains(err.Error(), "no control-plane pool here or in the base bare:v1") {
+		t.Errorf("err = %v, want a missing control-plane error", err)
+	}
+}

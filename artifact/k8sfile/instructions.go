@@ -410,9 +410,15 @@ func (p *parser) checkControlPlaneCount(mp MachinePool) {
 	}
 }
 
+// checkControlPlane requires a control-plane pool of a K8sfile built FROM
+// scratch; a K8sfile built FROM a base may add pools to the base's control
+// plane (the builder checks the merged pools).
 func (p *parser) checkControlPlane() {
 	if p.firstMachine == nil || len(p.pools) == 0 {
 		return // a MACHINES line without pools is reported where it is
+	}
+	if !p.file.From.Scratch() {
+		return
 	}
 	if _, ok := p.pools[ControlPlanePool]; !ok {
 		p.errorf(*p.firstMachine, kwMachines, "add control-plane=<count> with a count of at least 1, e.g. MACHINES control-plane=1 worker=3",
