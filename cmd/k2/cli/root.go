@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"k2.dev/k2/internal/output"
@@ -74,6 +75,9 @@ func defaultHome() string {
 
 // Execute runs k2 with args (without the program name).
 func Execute(ctx context.Context, args []string) error {
+	// Kubernetes packages register flags (--version, klog's) on the global
+	// pflag set at init, and cobra would show them on every k2 command.
+	pflag.CommandLine = pflag.NewFlagSet("k2", pflag.ContinueOnError)
 	g := &globals{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}
 	root := newRootCmd(g)
 	root.SetArgs(args)
@@ -99,7 +103,10 @@ datastore is SQLite (etcd optional).
 Start here:
   k2 build -t hello:v1 examples/hello     build an artifact from a K8sfile
   k2 inspect hello:v1                     see what it holds
+  k2 deploy hello:v1 --provider local     run it: k2 server on SQLite + agents
+  k2 status                               machines, nodes, apps, health
   k2 push localhost:5000/hello:v1         share it through a registry
+  k2 destroy default --yes                delete the machines again
 
 Environment:
   K2_HOME          where k2 keeps its store, config and state (default ~/.k2)
