@@ -115,6 +115,13 @@ func Start(ctx context.Context, cfg Config) (*Datastore, error) {
 		return nil, fmt.Errorf("starting kine on %s: %w", redact(ep), err)
 	}
 	d.EtcdServers = etcd.Endpoints
+	if d.DBPath != "" {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			guardWAL(kctx, d.DBPath, cfg.Logger)
+		}()
+	}
 	return d, nil
 }
 
