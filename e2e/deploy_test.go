@@ -123,6 +123,13 @@ func TestDeployLocalEndToEnd(t *testing.T) {
 	if !st.Healthy || len(st.Machines) != 3 || len(st.Nodes) != 2 || len(st.Apps) != 1 || !st.Apps[0].Ready {
 		t.Fatalf("status after deploy: %+v", st)
 	}
+	eventually(t, 10*time.Second, "worker nodes get the node-role label kubectl shows as ROLES", func() error {
+		roles := kubectlEnv(t, home, "default", "get", "nodes", "-l", "node-role.kubernetes.io/worker", "-o", "name")
+		if strings.Count(roles, "node/") != 2 {
+			return fmt.Errorf("nodes with node-role.kubernetes.io/worker: %q", roles)
+		}
+		return nil
+	})
 	if got := kubectlEnv(t, home, "default", "get", "cm", "hello-config", "-o", "jsonpath={.apiVersion}"); got != "v1" {
 		t.Errorf("versionless ConfigMap stored as %q, want v1", got)
 	}
