@@ -17,8 +17,8 @@ import (
 // walCheckInterval and, past walSoftLimit, runs a TRUNCATE checkpoint, which
 // waits (busy_timeout) for a moment without readers and empties the file.
 const (
-	walCheckInterval = 5 * time.Second
-	walSoftLimit     = 32 << 20
+	walCheckInterval = time.Second
+	walSoftLimit     = 16 << 20
 )
 
 // guardWAL keeps dbPath's WAL under walSoftLimit until ctx ends.
