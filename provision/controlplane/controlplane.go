@@ -20,6 +20,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
@@ -188,6 +189,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		<-ctx.Done()
 		s.Stop()
 	}()
+	go releaseStartupMemory(ctrlCtx)
 	return s, nil
 }
 
@@ -237,6 +239,20 @@ func (s *Server) Stop() {
 		}
 		s.log.Info("control plane stopped")
 	})
+}
+
+// releaseStartupMemory returns to the OS the heap that start-up needed only
+// briefly (building the OpenAPI spec peaks well above the steady state): Go's
+// background scavenger would take minutes to give it back.
+func releaseStartupMemory(ctx context.Context) {
+	for _, d := range []time.Duration{5 * time.Second, 15 * time.Second} {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+			debug.FreeOSMemory()
+		}
+	}
 }
 
 func waitTimeout(wg *sync.WaitGroup, d time.Duration) {

@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +29,28 @@ const (
 )
 
 type serverOptions struct {
-	cp controlplane.Config
+	cp        controlplane.Config
+	debugAddr string
+}
+
+// serveDebug serves Go's pprof handlers on addr (loopback only) until ctx ends.
+func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return usererr.Usage("--debug-addr %q: give a loopback address such as 127.0.0.1:6060", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	go srv.Serve(ln)
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	return nil
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -63,6 +89,11 @@ object kept.`,
 					return app.RunController(ctx, cfg, o.cp.Logger.With("component", "app-controller"))
 				},
 			}
+			if o.debugAddr != "" {
+				if err := serveDebug(ctx, o.debugAddr, o.cp.Logger); err != nil {
+					return err
+				}
+			}
 			srv, err := controlplane.Start(ctx, o.cp)
 			if err != nil {
 				return err
@@ -94,6 +125,7 @@ object kept.`,
 	f.BoolVar(&o.cp.AllowBeta, "allow-beta", false, "also serve beta APIs (alpha APIs are never served)")
 	f.StringVar(&o.cp.ServiceCIDR, "service-cidr", controlplane.DefaultServiceCIDR, "Service IP range")
 	f.StringVar(&o.cp.ClusterCIDR, "cluster-cidr", controlplane.DefaultClusterCIDR, "Pod IP range, split into per-node ranges")
+	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	f.IntVar(&o.cp.Verbosity, "component-v", 0, "log verbosity of the Kubernetes components (their log: <data-dir>/logs/control-plane.log)")
 	return cmd
 }
