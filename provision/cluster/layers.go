@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"helm.sh/helm/v3/pkg/action"
@@ -110,6 +111,15 @@ func fingerprint(l artifact.LayerSpec, values map[string]string) string {
 	return l.Digest + "+values:" + hex.EncodeToString(sum[:8])
 }
 
+// applyLog is the logger for apply: its per-second progress lines duplicate
+// the step events the deploy already prints, so they show only with -v.
+func applyLog(ctx context.Context, st *engine.State) *slog.Logger {
+	if st.Log.Enabled(ctx, slog.LevelDebug) {
+		return st.Log
+	}
+	return nil
+}
+
 func inventory(env, layer string) string { return env + "." + layer }
 
 func (c *run) applyLayer(ctx context.Context, st *engine.State, cfg *rest.Config, l artifact.LayerSpec, values map[string]string) (int, error) {
@@ -141,7 +151,7 @@ func (c *run) applyLayer(ctx context.Context, st *engine.State, cfg *rest.Config
 		}
 		_, err = apply.Apply(ctx, cfg, objs, apply.Options{
 			AllowBeta: a.Config.AllowBeta, Inventory: inventory(st.Env.Name, l.Name), Prune: true,
-			Wait: true, Timeout: c.o.ReadyTimeout, Logger: st.Log,
+			Wait: true, Timeout: c.o.ReadyTimeout, Logger: applyLog(ctx, st),
 		})
 		return len(objs), err
 	case artifact.KindChart:
@@ -231,6 +241,6 @@ func (c *run) removeLayer(ctx context.Context, st *engine.State, cfg *rest.Confi
 			}
 		}
 	}
-	_, err = apply.Apply(ctx, cfg, nil, apply.Options{Inventory: inventory(st.Env.Name, name), Prune: true, Logger: st.Log})
+	_, err = apply.Apply(ctx, cfg, nil, apply.Options{Inventory: inventory(st.Env.Name, name), Prune: true, Logger: applyLog(ctx, st)})
 	return err
 }
