@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 
+	"k2.dev/k2/internal/atomicfile"
 	"k2.dev/k2/internal/usererr"
 )
 
@@ -103,9 +104,5 @@ func (r *Repos) Save() error {
 	if err := os.MkdirAll(filepath.Dir(r.path), 0o755); err != nil {
 		return err
 	}
-	tmp := r.path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, r.path)
+	return atomicfile.Write(r.path, append(b, '\n'), 0o644)
 }

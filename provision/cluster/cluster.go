@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"k2.dev/k2/artifact"
+	"k2.dev/k2/internal/atomicfile"
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/controlplane"
 	"k2.dev/k2/provision/engine"
@@ -138,7 +139,8 @@ func (c *run) identity(ctx context.Context, st *engine.State) error {
 	}
 	id := identity{Port: freePort(), JoinPort: freePort(), Token: tok.String()}
 	b, _ := json.MarshalIndent(id, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "cluster.json"), b, 0o600); err != nil {
+	// Atomic: a deploy killed here must find either no identity or a whole one.
+	if err := atomicfile.Write(filepath.Join(dir, "cluster.json"), b, 0o600); err != nil {
 		return err
 	}
 	c.id = &id

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"k2.dev/k2/internal/atomicfile"
 	"k2.dev/k2/provision/pki"
 )
 
@@ -59,11 +60,7 @@ func WriteKubeconfig(path, server string, caPEM []byte, certFile, keyFile, user 
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // waitReady polls /readyz until it answers ok, the apiserver fails, or ctx ends.

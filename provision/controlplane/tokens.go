@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"k2.dev/k2/internal/atomicfile"
 	"k2.dev/k2/internal/join"
 	"k2.dev/k2/provision/pki"
 )
@@ -117,9 +118,5 @@ func (s *TokenStore) save(recs []TokenRecord) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.path)
+	return atomicfile.Write(s.path, b, 0o600)
 }

@@ -26,6 +26,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"k2.dev/k2/internal/atomicfile"
 )
 
 // File names inside the PKI directory.
@@ -141,29 +143,6 @@ func Ensure(dir string, opts Options) (*PKI, error) {
 		return nil, err
 	}
 	return &PKI{Dir: abs, CA: ca, CAKey: caKey, CAData: caPEM}, nil
-}
-
-// IssueClientCert signs a client certificate for cn/orgs with the cluster CA
-// and returns the certificate and key as PEM.
-func (p *PKI) IssueClientCert(cn string, orgs []string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	der, err := sign(p.CA, p.CAKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn, Organization: orgs},
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}, &key.PublicKey, leafValidity)
-	if err != nil {
-		return nil, nil, err
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), nil
 }
 
 func servingNames(opts Options) ([]string, []net.IP) {
@@ -369,14 +348,7 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 
 // writeFile writes atomically: a crash never leaves a half-written key.
 func writeFile(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, mode)
 }
 
 func exists(path string) bool {
