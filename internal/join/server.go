@@ -62,6 +62,10 @@ type ServerConfig struct {
 	Logger       *slog.Logger // nil discards
 	// CertValidity of node client certificates; default one year.
 	CertValidity time.Duration
+	// Images holds the vendored image archives served under /v1/images;
+	// nil answers those routes with 404. See imageRoutes for the routes
+	// and who may use them.
+	Images *ImageStore
 }
 
 // Request is the body of POST /v1/join.
@@ -81,9 +85,12 @@ type Response struct {
 var nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
 // NewHandler serves GET /v1/ca (the CA PEM, unauthenticated: clients check
-// it against the hash in their token) and POST /v1/join (Authorization:
+// it against the hash in their token), POST /v1/join (Authorization:
 // Bearer <id>.<secret>; body Request) which signs a client certificate for
-// CN=system:node:<nodeName>, O=system:nodes. Serve it over TLS.
+// CN=system:node:<nodeName>, O=system:nodes, and the image routes under
+// /v1/images (see [ServerConfig.Images]). Serve it over TLS; for the image
+// routes, with ClientAuth tls.RequestClientCert so clients may present a
+// certificate.
 func NewHandler(cfg ServerConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -136,6 +143,7 @@ func NewHandler(cfg ServerConfig) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Response{ClientCert: string(certPEM), CACert: string(caPEM), Server: cfg.APIServerURL})
 	})
+	imageRoutes(mux, cfg)
 	return mux
 }
 
