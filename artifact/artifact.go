@@ -52,8 +52,8 @@ func openDesc(ctx context.Context, f content.Fetcher, ref string, d ocispec.Desc
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	if len(cfg.Layers) != len(m.Layers) {
-		return nil, fmt.Errorf("%s: config lists %d layers, manifest %d", ref, len(cfg.Layers), len(m.Layers))
+	if err := checkLayerCount(ref, cfg, m); err != nil {
+		return nil, err
 	}
 	return &Artifact{Ref: ref, Descriptor: d, Manifest: *m, Config: cfg, fetcher: f}, nil
 }

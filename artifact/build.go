@@ -45,6 +45,11 @@ type BuildOptions struct {
 	Remote RemoteOptions
 	// Logger receives progress; nil discards.
 	Logger *slog.Logger
+	// VendorImages pulls every image the workloads reference (for
+	// linux/runtime.GOARCH, with Remote) and stores each as an image layer,
+	// so deploying needs no registry (k2 build --vendor-images). Without it
+	// the images are only listed in Config.Images.
+	VendorImages bool
 }
 
 // BuildResult is what [Build] made.
@@ -89,6 +94,12 @@ type builder struct {
 	// pendingApp is the spec of the APP layer being built, added to
 	// cfg.Apps once the layer is accepted.
 	pendingApp *AppSpec
+
+	// Container images (vendor.go): the images the own layers reference,
+	// the base's images, and the last chart render.
+	imageUses  []imageUse
+	baseImages []ImageRef
+	rendered   map[string]string
 }
 
 // build runs the build; seed, if not nil, sets settings that K8sfiles cannot
@@ -119,6 +130,9 @@ func (b *builder) build(ctx context.Context, seed *Config) (*BuildResult, error)
 			return nil, usererr.Wrap(usererr.KindInvalid, err,
 				"use stable API versions, or build with --allow-beta to accept them")
 		}
+	}
+	if err := b.resolveImages(ctx); err != nil {
+		return nil, err
 	}
 	return b.finish(ctx)
 }
@@ -185,7 +199,7 @@ func (b *builder) settings() error {
 
 // layer builds one ADD, INSTALL or APP layer and appends it.
 func (b *builder) layer(ctx context.Context, l k8sfile.Layer) error {
-	b.pendingApp = nil
+	b.pendingApp, b.rendered = nil, nil
 	var (
 		spec  *LayerSpec
 		blob  []byte
@@ -217,6 +231,9 @@ func (b *builder) layer(ctx context.Context, l k8sfile.Layer) error {
 			where = "base " + prev.From
 		}
 		return b.posErr(l.Position(), instr, fmt.Errorf("layer name %q is already used by %s; give this one another name with 'as <name>' or name=", spec.Name, where))
+	}
+	if err := b.noteImages(l, spec, blob); err != nil {
+		return b.posErr(l.Position(), instr, err)
 	}
 	d, err := pushBytes(ctx, b.blobs, spec.MediaType, blob, map[string]string{
 		AnnotationTitle: spec.Name, AnnotationLayerKind: spec.Kind})
@@ -285,7 +302,7 @@ func (b *builder) finish(ctx context.Context) (*BuildResult, error) {
 		MediaType:    ocispec.MediaTypeImageManifest,
 		ArtifactType: ArtifactType,
 		Config:       cfgDesc,
-		Layers:       b.descs,
+		Layers:       append(append([]ocispec.Descriptor(nil), b.descs...), b.imageDescs()...),
 		Annotations:  ann,
 	}
 	if m.Layers == nil {

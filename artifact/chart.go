@@ -127,6 +127,7 @@ func (b *builder) renderChart(ch *chart.Chart, release, namespace string, vals m
 	if err != nil {
 		return nil, err
 	}
+	b.rendered = out // for the images the chart's workloads use (vendor.go)
 	names := make([]string, 0, len(out))
 	for n := range out {
 		names = append(names, n)

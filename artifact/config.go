@@ -35,6 +35,10 @@ type Config struct {
 	// Labels are the LABEL pairs (inherited and own); they are also the
 	// manifest's annotations.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Images are the container images the workloads reference, sorted by
+	// normalised reference; vendored ones have an Archive, stored as
+	// manifest layers after the Layers ones (see vendor.go).
+	Images []ImageRef `json:"images,omitempty"`
 }
 
 // ArgSpec is an ARG. Default is nil for a required argument.

@@ -34,8 +34,8 @@ func (b *builder) from(ctx context.Context) error {
 	if err != nil {
 		return b.posErr(fr.Pos, "FROM", fmt.Errorf("%s: %w", ref, err))
 	}
-	if len(base.Layers) != len(m.Layers) {
-		return b.posErr(fr.Pos, "FROM", fmt.Errorf("%s: config lists %d layers, manifest %d", ref, len(base.Layers), len(m.Layers)))
+	if err := checkLayerCount(ref, base, m); err != nil {
+		return b.posErr(fr.Pos, "FROM", err)
 	}
 	b.cfg.Kubernetes = base.Kubernetes
 	b.cfg.Args = base.Args
@@ -50,6 +50,12 @@ func (b *builder) from(ctx context.Context) error {
 		}
 		b.cfg.Layers = append(b.cfg.Layers, l)
 		b.descs = append(b.descs, m.Layers[i])
+	}
+	for _, im := range base.Images {
+		if im.From == "" {
+			im.From = ref
+		}
+		b.baseImages = append(b.baseImages, im)
 	}
 	b.log.Info("base", "ref", ref, "digest", desc.Digest.String(), "layers", len(m.Layers))
 	return nil

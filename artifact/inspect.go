@@ -19,6 +19,7 @@ type Summary struct {
 	APIKinds     []APIKind         `json:"apiKinds"`
 	Base         []BaseRef         `json:"base"`
 	Layers       []LayerSummary    `json:"layers"`
+	Images       []ImageSummary    `json:"images"`
 	Labels       map[string]string `json:"labels,omitempty"`
 }
 
@@ -50,6 +51,16 @@ type LayerSummary struct {
 	Objects int    `json:"objects"`
 }
 
+// ImageSummary is one container image the workloads reference.
+type ImageSummary struct {
+	Ref      string   `json:"ref"`
+	Vendored bool     `json:"vendored"`
+	Digest   string   `json:"digest,omitempty"` // image manifest digest, when vendored
+	Size     int64    `json:"size,omitempty"`   // archive layer size, when vendored
+	Sources  []string `json:"sources"`
+	From     string   `json:"from,omitempty"`
+}
+
 // Summarize describes a for k2 inspect.
 func (a *Artifact) Summarize() Summary {
 	c := a.Config
@@ -72,6 +83,15 @@ func (a *Artifact) Summarize() Summary {
 		for _, o := range l.Objects {
 			kinds[[2]string{o.APIVersion, o.Kind}]++
 		}
+	}
+	s.Images = []ImageSummary{}
+	for _, im := range c.Images {
+		is := ImageSummary{Ref: im.Ref, Vendored: im.Vendored(), Digest: im.Digest, Sources: nonNil(im.Sources), From: im.From}
+		if im.Archive != nil {
+			is.Size = im.Archive.Size
+			s.Size += im.Archive.Size
+		}
+		s.Images = append(s.Images, is)
 	}
 	s.APIKinds = []APIKind{}
 	for k, n := range kinds {
