@@ -55,8 +55,9 @@ type LayerSummary struct {
 type ImageSummary struct {
 	Ref      string   `json:"ref"`
 	Vendored bool     `json:"vendored"`
-	Digest   string   `json:"digest,omitempty"` // image manifest digest, when vendored
-	Size     int64    `json:"size,omitempty"`   // archive layer size, when vendored
+	Digest   string   `json:"digest,omitempty"`  // image manifest digest, when vendored
+	Size     int64    `json:"size,omitempty"`    // archive layer size, when vendored
+	Archive  string   `json:"archive,omitempty"` // archive layer digest, when vendored
 	Sources  []string `json:"sources"`
 	From     string   `json:"from,omitempty"`
 }
@@ -88,7 +89,7 @@ func (a *Artifact) Summarize() Summary {
 	for _, im := range c.Images {
 		is := ImageSummary{Ref: im.Ref, Vendored: im.Vendored(), Digest: im.Digest, Sources: nonNil(im.Sources), From: im.From}
 		if im.Archive != nil {
-			is.Size = im.Archive.Size
+			is.Size, is.Archive = im.Archive.Size, im.Archive.Digest
 			s.Size += im.Archive.Size
 		}
 		s.Images = append(s.Images, is)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +21,7 @@ func newBuildCmd(g *globals) *cobra.Command {
 		tag, file        string
 		check, allowBeta bool
 		pull             bool
+		vendorImages     bool
 		rf               remoteFlags
 	)
 	cmd := &cobra.Command{
@@ -30,14 +32,19 @@ in the local store ($K2_HOME/store): one layer per ADD, INSTALL and APP, after
 the layers inherited from FROM, and a config holding the resolved cluster spec.
 
 Charts named by INSTALL are fetched now and vendored, so deploying needs no
-access to chart sources. Every manifest and rendered chart is checked: an
+access to chart sources. The container images the workloads use (APP image=,
+containers of Pod templates in manifests and charts) are listed in the
+artifact; with --vendor-images each is also pulled for linux/` + runtime.GOARCH + `
+and stored as a layer that nodes import at join: no registry needed at deploy
+(airgap). An APP image with ${ARG} is resolved with the ARG's default. Every manifest and rendered chart is checked: an
 apiVersion with alpha or beta fails the build unless --allow-beta.
 The same inputs always give the same digest.
 
 Examples:
   k2 build -t hello:v1 examples/hello
   k2 build -t localhost:5000/shop:1.2 -f deploy/K8sfile .
-  k2 build --check .          validate only; write nothing`,
+  k2 build --check .          validate only; write nothing
+  k2 build --vendor-images -t shop:1.2 .   carry the images too (airgap)`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := g.format()
@@ -80,6 +87,7 @@ Examples:
 			res, err := artifact.Build(ctx, kf, artifact.BuildOptions{
 				Store: store, Context: os.DirFS(dir), Ref: tag, Check: check, AllowBeta: allowBeta,
 				Repos: repos, Remote: rf.options(g), Logger: log, Pull: pull,
+				VendorImages: vendorImages,
 			})
 			if err != nil {
 				return err
@@ -89,7 +97,10 @@ Examples:
 				Digest string `json:"digest"`
 				Check  bool   `json:"check,omitempty"`
 				Layers int    `json:"layers"`
-			}{res.Ref, res.Digest, check, len(res.Config.Layers)}
+				Images int    `json:"images"`
+				// Vendored counts the images stored in the artifact.
+				Vendored int `json:"vendored"`
+			}{res.Ref, res.Digest, check, len(res.Config.Layers), len(res.Config.Images), vendoredCount(res.Config)}
 			return output.Render(g.stdout, f, out, func(w io.Writer) error {
 				if check {
 					_, err := fmt.Fprintf(w, "%s: ok (%d layers, would be %s)\n", file, out.Layers, res.Digest)
@@ -106,6 +117,19 @@ Examples:
 	fl.BoolVar(&check, "check", false, "only validate: resolve FROM, fetch and render charts, check API versions; write nothing")
 	fl.BoolVar(&allowBeta, "allow-beta", false, "accept alpha and beta apiVersions (recorded in the artifact)")
 	fl.BoolVar(&pull, "pull", false, "pull the FROM reference from its registry even if the local store has it")
+	fl.BoolVar(&vendorImages, "vendor-images", false,
+		"pull every container image the APPs, manifests and charts use (linux/"+runtime.GOARCH+") and store it in the artifact, so deploying needs no registry")
 	rf.register(cmd)
 	return cmd
+}
+
+// vendoredCount counts the images stored in the artifact (--vendor-images).
+func vendoredCount(c *artifact.Config) int {
+	n := 0
+	for _, im := range c.Images {
+		if im.Vendored() {
+			n++
+		}
+	}
+	return n
 }

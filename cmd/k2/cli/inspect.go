@@ -142,6 +142,19 @@ func printSummary(w io.Writer, s artifact.Summary) error {
 	for _, l := range s.Layers {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Kind, humanBytes(l.Size), l.Objects, shortDigest(l.Digest), dash(l.From))
 	}
+	// Images (k2 build --vendor-images stores them; see docs/artifact.md).
+	section("Images:", "  IMAGE\tVENDORED\tSIZE\tDIGEST\tUSED BY")
+	for _, im := range s.Images {
+		vendored, size := "no", "-"
+		if im.Vendored {
+			vendored, size = "yes", humanBytes(im.Size)
+		}
+		used := strings.Join(im.Sources, "; ")
+		if im.From != "" {
+			used += " (from " + im.From + ")"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", im.Ref, vendored, size, dash(shortDigest(im.Digest)), used)
+	}
 	return tw.Flush()
 }
 
