@@ -252,7 +252,6 @@ func (b *builder) resolveImages(ctx context.Context) error {
 		if im == nil {
 			im = &ImageRef{Ref: ref}
 			byRef[ref] = im
-			firstUse[ref] = u
 		} else if im.From != "" {
 			im.From = "" // referenced by this artifact's own layers too
 		}

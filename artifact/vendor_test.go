@@ -245,3 +245,18 @@ func withPlatform(t *testing.T, img v1.Image) v1.Image {
 	}
 	return img
 }
+
+// BenchmarkBuildVendorImages: k2 build --vendor-images of one APP whose
+// image is the test HTTP server (~2.8 MB), from an in-process registry,
+// into a fresh store each time.
+func BenchmarkBuildVendorImages(b *testing.B) {
+	host := registrytest.New(b)
+	imagetest.Push(b, imagetest.HTTPServerImage(b), host+"/test/web:1")
+	dir := writeTree(b, map[string]string{"K8sfile": "FROM scratch\nAPP web image=" + host + "/test/web:1\n"})
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s := newStore(b)
+		b.StartTimer()
+		mustBuild(b, s, dir, "v:1", func(o *artifact.BuildOptions) { o.VendorImages = true })
+	}
+}

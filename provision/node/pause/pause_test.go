@@ -28,9 +28,23 @@ func TestExecutable(t *testing.T) {
 	if err := os.WriteFile(p, exe, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
-		t.Run(sig.String(), func(t *testing.T) {
+	for _, c := range []struct {
+		sig  syscall.Signal
+		pid1 bool // PID 1 of a new PID namespace, as in a pod sandbox
+	}{{syscall.SIGTERM, false}, {syscall.SIGINT, false}, {syscall.SIGTERM, true}} {
+		sig := c.sig
+		name := sig.String()
+		if c.pid1 {
+			name += " as PID 1"
+		}
+		t.Run(name, func(t *testing.T) {
 			cmd := exec.Command(p)
+			if c.pid1 {
+				if os.Geteuid() != 0 {
+					t.Skip("a PID namespace needs root")
+				}
+				cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+			}
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
