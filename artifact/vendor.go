@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -231,7 +232,7 @@ func (b *builder) resolveImages(ctx context.Context) error {
 			s, err := k8sfile.Expand(raw, defaults)
 			if err != nil {
 				if b.opts.VendorImages {
-					errs = append(errs, b.posErr(u.pos, u.instr, fmt.Errorf("image %s: %w; --vendor-images resolves images with the ARG defaults: give the ARG a default (ARG name=value) or build without --vendor-images", raw, err)))
+					errs = append(errs, b.posErr(u.pos, u.instr, noDefaultErr(raw, defaults, err)))
 				} else {
 					b.log.Debug("image not recorded: it needs an ARG value", "image", raw, "source", u.source)
 				}
@@ -283,6 +284,23 @@ func (b *builder) resolveImages(ctx context.Context) error {
 		b.cfg.Images = append(b.cfg.Images, *im)
 	}
 	return errors.Join(errs...)
+}
+
+var templateRef = regexp.MustCompile(`\$\{([^}]*)\}`)
+
+// noDefaultErr explains why an APP image cannot be resolved at build.
+func noDefaultErr(image string, defaults map[string]string, err error) error {
+	var missing []string
+	for _, m := range templateRef.FindAllStringSubmatch(image, -1) {
+		if _, ok := defaults[m[1]]; !ok && !containsString(missing, m[1]) {
+			missing = append(missing, m[1])
+		}
+	}
+	if len(missing) == 0 {
+		return fmt.Errorf("image %s: %w", image, err)
+	}
+	return fmt.Errorf("image %s uses ARG %s, which has no default; --vendor-images pulls images as the ARG defaults name them: give it a default (ARG %s=<value>) or build without --vendor-images",
+		image, strings.Join(missing, ", "), missing[0])
 }
 
 // imageErr names the image, where it is referenced and what went wrong.
