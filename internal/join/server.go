@@ -150,7 +150,9 @@ func NewHandler(cfg ServerConfig) http.Handler {
 func httpError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false) // messages show <id>.<secret> and the like
+	_ = enc.Encode(map[string]string{"error": msg})
 }
 
 // sign checks the CSR and signs the node's client certificate.
