@@ -260,3 +260,61 @@ func BenchmarkBuildVendorImages(b *testing.B) {
 		mustBuild(b, s, dir, "v:1", func(o *artifact.BuildOptions) { o.VendorImages = true })
 	}
 }
+
+// TestImagesRecorded: without --vendor-images every workload kind's
+// images are listed, from manifests, rendered charts and App objects.
+func TestImagesRecorded(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"K8sfile":           "FROM scratch\nARG tag=3\nAPP web image=registry.local/web:${tag}\nADD chart\nADD more.yaml\n",
+		"chart/Chart.yaml":  "apiVersion: v2\nname: db\nversion: 0.1.0\n",
+		"chart/values.yaml": "image: registry.local/db:16\n",
+		"chart/templates/sts.yaml": `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  template:
+    spec:
+      containers:
+      - {name: db, image: "{{ .Values.image }}"}
+`,
+		"more.yaml": `apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers: [{name: c, image: "busybox:1.37"}]
+---
+apiVersion: v1
+kind: List
+items:
+- kind: Pod
+  metadata: {name: p}
+  spec:
+    initContainers: [{name: i, image: "registry.local/web:3"}]
+    containers: [{name: c, image: "alpine"}]
+---
+apiVersion: k2.dev/v1
+kind: App
+metadata: {name: api}
+spec: {image: "registry.local/api:1"}
+`,
+	})
+	res := mustBuild(t, newStore(t), dir, "x:1", nil)
+	var got []string
+	for _, im := range res.Config.Images {
+		got = append(got, im.Ref+" <- "+strings.Join(im.Sources, "; "))
+	}
+	want := []string{
+		"docker.io/library/alpine:latest <- more.yaml: Pod p",
+		"docker.io/library/busybox:1.37 <- more.yaml: CronJob nightly",
+		"registry.local/api:1 <- more.yaml: App api",
+		"registry.local/db:16 <- chart db (db/templates/sts.yaml): StatefulSet db",
+		"registry.local/web:3 <- APP web; more.yaml: Pod p",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("images (-want +got):\n%s", diff)
+	}
+}
