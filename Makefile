@@ -25,10 +25,16 @@ UNIT_PKGS := $(shell $(GO) list ./... | grep -v /e2e)
 
 all: build
 
-build: bin/k2
+build: bin/k2 bin/containerd-shim-runc-v2
 
 bin/k2: FORCE
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/k2 ./cmd/k2
+
+# The runc shim containerd starts for every pod must be its own executable
+# (served by k2 itself it fails with "ttrpc: closed"); k2 finds it beside
+# itself. Built from the containerd module pinned in go.mod (a go.mod tool).
+bin/containerd-shim-runc-v2: FORCE
+	$(GO) build -ldflags '-s -w' -o $@ github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
 
 FORCE:
 

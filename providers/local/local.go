@@ -53,6 +53,9 @@ const (
 	EnvServer   = "K2_AGENT_SERVER"
 	EnvToken    = "K2_AGENT_TOKEN"
 	EnvRole     = "K2_AGENT_ROLE"
+	// EnvAddress is the machine's own address: `k2 server` binds and
+	// advertises it, `k2 agent` registers it as the node's address.
+	EnvAddress = "K2_MACHINE_ADDRESS"
 )
 
 // Defaults for a machine that asks for no size.
@@ -147,7 +150,7 @@ func lock(dir string) (func(), error) {
 }
 
 // machineEnv is what a machine's process learns about itself.
-func machineEnv(dir string, m sdk.MachineRequest, b sdk.Bootstrap) []string {
+func machineEnv(dir, addr string, m sdk.MachineRequest, b sdk.Bootstrap) []string {
 	cpu, mem := int64(m.CPU), m.MemoryBytes
 	if cpu == 0 {
 		cpu = defaultCPU
@@ -169,6 +172,7 @@ func machineEnv(dir string, m sdk.MachineRequest, b sdk.Bootstrap) []string {
 		EnvCPU + "=" + strconv.FormatInt(cpu, 10),
 		EnvMemory + "=" + strconv.FormatInt(mem, 10),
 		EnvRole + "=" + m.Role,
+		EnvAddress + "=" + addr,
 	}
 	if b.ServerURL != "" {
 		env = append(env, EnvServer+"="+b.ServerURL)

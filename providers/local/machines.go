@@ -254,7 +254,7 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 					CPU: m.CPU, MemoryBytes: m.MemoryBytes, Addresses: []string{"127.0.0.1"}, Labels: m.Labels,
 				},
 				Command: req.Bootstrap.Command,
-				Env:     machineEnv(dir, m, req.Bootstrap),
+				Env:     machineEnv(dir, "127.0.0.1", m, req.Bootstrap),
 			}
 			if r.CPU == 0 {
 				r.CPU = defaultCPU

@@ -9,8 +9,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,6 +22,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"k2.dev/k2/internal/join"
+	"k2.dev/k2/provision/node"
+	"k2.dev/k2/provision/node/pause"
 )
 
 // Roles of a node.
@@ -33,6 +37,18 @@ const (
 	LabelRuntime = "k2.dev/runtime"
 	LabelPool    = "k2.dev/pool"
 	LabelRole    = "k2.dev/role"
+	// AnnotationRuntimeReason says why a node runs the sim runtime when
+	// the kubelet was wanted (RuntimeAuto) but cannot run here.
+	AnnotationRuntimeReason = "k2.dev/runtime-reason"
+)
+
+// Runtime names beyond Runtimes: RuntimeKubelet runs the real kubelet and
+// containerd (provision/node); RuntimeAuto picks it where it can work and
+// sim otherwise.
+const (
+	RuntimeAuto    = "auto"
+	RuntimeKubelet = "kubelet"
+	RuntimeSim     = "sim"
 )
 
 // Options configure Run. ServerURL, Token (unless DataDir already holds
@@ -53,8 +69,20 @@ type Options struct {
 	Memory resource.Quantity
 	// MaxPods is the pod capacity; default 110.
 	MaxPods int
-	// RuntimeName picks the runtime from Runtimes; default "sim".
+	// RuntimeName is RuntimeAuto, RuntimeKubelet or a name from Runtimes;
+	// default "sim".
 	RuntimeName string
+	// RuntimeReason is set by Run when RuntimeAuto fell back to sim.
+	RuntimeReason string
+	// K2Binary is the k2 executable (the kubelet runtime runs its
+	// containerd and finds the runc shim beside it).
+	K2Binary string
+	// NodeIP is the node's address for the kubelet runtime; default the
+	// host's default-route address.
+	NodeIP string
+	// Images are imported into the kubelet runtime's containerd before the
+	// kubelet starts (the pause image is always added).
+	Images []node.Image
 	// HeartbeatInterval between status and lease renewals; default 10s.
 	HeartbeatInterval time.Duration
 	// Ready, if not nil, is closed once the node is registered Ready.
@@ -85,8 +113,8 @@ func (o *Options) defaults() error {
 	if o.RuntimeName == "" {
 		o.RuntimeName = "sim"
 	}
-	if _, ok := Runtimes[o.RuntimeName]; !ok {
-		return fmt.Errorf("unknown runtime %q; this agent has: sim", o.RuntimeName)
+	if _, ok := Runtimes[o.RuntimeName]; !ok && o.RuntimeName != RuntimeAuto && o.RuntimeName != RuntimeKubelet {
+		return fmt.Errorf("unknown runtime %q; this agent has: auto, kubelet, sim", o.RuntimeName)
 	}
 	if o.HeartbeatInterval == 0 {
 		o.HeartbeatInterval = 10 * time.Second
@@ -127,6 +155,20 @@ func run(ctx context.Context, o Options, log *slog.Logger) error {
 		log.Info("using existing node credentials", "kubeconfig", creds.Kubeconfig)
 	} else {
 		log.Info("joined the cluster", "kubeconfig", creds.Kubeconfig)
+	}
+	if o.RuntimeName == RuntimeAuto || o.RuntimeName == RuntimeKubelet {
+		if o.NodeIP == "" {
+			o.NodeIP = node.DefaultNodeIP()
+		}
+		problems := node.Preflight(o.K2Binary, o.NodeIP)
+		switch {
+		case len(problems) == 0:
+			return runKubelet(ctx, o, creds, log)
+		case o.RuntimeName == RuntimeKubelet:
+			return fmt.Errorf("the kubelet runtime cannot run here:\n  - %s\n(--runtime auto falls back to the simulated runtime)", strings.Join(problems, "\n  - "))
+		}
+		o.RuntimeName, o.RuntimeReason = RuntimeSim, problems[0]
+		log.Warn("real pods cannot run on this machine; using the simulated runtime", "reason", o.RuntimeReason)
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", creds.Kubeconfig)
 	if err != nil {
@@ -174,4 +216,31 @@ type agent struct {
 	podCIDR string
 	// kubeletPort is where the agent's kubelet API listens.
 	kubeletPort int
+}
+
+// runKubelet runs the node with the real kubelet and containerd.
+func runKubelet(ctx context.Context, o Options, creds *join.Credentials, log *slog.Logger) error {
+	labels := map[string]string{LabelRuntime: RuntimeKubelet, LabelRole: o.Role, LabelPool: o.Role}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
+	pauseImage := node.Image{Name: pause.Ref, Pinned: true, Open: func(context.Context) (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(pause.WriteOCIArchive(pw)) }()
+		return pr, nil
+	}}
+	return node.Run(ctx, node.Options{
+		K2Binary:     o.K2Binary,
+		DataDir:      o.DataDir,
+		NodeName:     o.NodeName,
+		NodeIP:       o.NodeIP,
+		Kubeconfig:   creds.Kubeconfig,
+		CAFile:       filepath.Join(filepath.Dir(creds.Kubeconfig), join.CAFile),
+		Labels:       labels,
+		MaxPods:      o.MaxPods,
+		SandboxImage: pause.Ref,
+		Images:       append([]node.Image{pauseImage}, o.Images...),
+		Ready:        o.Ready,
+		Logger:       log,
+	})
 }

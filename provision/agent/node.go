@@ -115,6 +115,9 @@ func (a *agent) register(ctx context.Context) (*corev1.Node, error) {
 func (a *agent) registerOnce(ctx context.Context) (*corev1.Node, error) {
 	labels := a.nodeLabels()
 	want := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.o.NodeName, Labels: labels}}
+	if a.o.RuntimeReason != "" {
+		want.Annotations = map[string]string{AnnotationRuntimeReason: a.o.RuntimeReason}
+	}
 	if a.o.Role == RoleControlPlane {
 		want.Labels["node-role.kubernetes.io/control-plane"] = ""
 	}
@@ -139,6 +142,12 @@ func (a *agent) registerOnce(ctx context.Context) (*corev1.Node, error) {
 			if node.Labels[k] != v {
 				node.Labels[k], changed = v, true
 			}
+		}
+		if r := a.o.RuntimeReason; node.Annotations[AnnotationRuntimeReason] != r {
+			if node.Annotations == nil {
+				node.Annotations = map[string]string{}
+			}
+			node.Annotations[AnnotationRuntimeReason], changed = r, true
 		}
 		if changed {
 			if node, err = nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {

@@ -78,6 +78,7 @@ func Steps(o Options) func(st *engine.State) []engine.Step {
 			&funcStep{name: "identity", run: c.identity},
 			&engine.MachinesStep{StepName: "control-plane", Roles: []string{engine.RoleControlPlane}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
 			&funcStep{name: "control-plane-ready", run: c.waitServer},
+			&funcStep{name: "images", run: c.uploadImages},
 			&engine.MachinesStep{StepName: "workers", Roles: []string{engine.RoleWorker}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.agentBootstrap},
 			&funcStep{name: "nodes-ready", run: c.waitNodes},
 			&funcStep{name: "layers", run: c.applyLayers},
@@ -163,14 +164,32 @@ func (c *run) serverBootstrap(ctx context.Context, st *engine.State, m engine.Ma
 	}
 	return sdk.Bootstrap{
 		Method: sdk.BootstrapExec,
+		// The server binds and advertises the machine's own address, which
+		// the provider passes as K2_MACHINE_ADDRESS (see 'k2 server --help').
 		Command: []string{c.o.K2Binary, "server",
-			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
 			"--port", strconv.Itoa(id.Port), "--join-port", strconv.Itoa(id.JoinPort)},
 		Env: map[string]string{SeedEnv: base64.StdEncoding.EncodeToString(seed)},
 	}, nil
 }
 
-func (c *run) serverURL(id *identity) string { return "https://127.0.0.1:" + strconv.Itoa(id.Port) }
+// apiHost is the control-plane machine's first address as its provider
+// reported it (127.0.0.1 for local machines on the host network, the
+// bridge address for local machines in network namespaces).
+func (c *run) apiHost(ctx context.Context, st *engine.State) string {
+	ms, err := st.Store.ListMachines(ctx, st.Env.Name)
+	if err == nil {
+		for _, m := range ms {
+			if m.Role == engine.RoleControlPlane && len(m.Addresses) > 0 && m.Addresses[0] != "" {
+				return m.Addresses[0]
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+func (c *run) serverURL(ctx context.Context, st *engine.State, id *identity) string {
+	return "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.Port))
+}
 
 func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.MachinePlan) (sdk.Bootstrap, error) {
 	id, err := c.load(ctx, st)
@@ -179,9 +198,9 @@ func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.Mac
 	}
 	return sdk.Bootstrap{
 		Method:    sdk.BootstrapExec,
-		ServerURL: c.serverURL(id),
+		ServerURL: c.serverURL(ctx, st, id),
 		JoinToken: id.Token,
-		Command:   []string{c.o.K2Binary, "agent", "--join-url", "https://127.0.0.1:" + strconv.Itoa(id.JoinPort)},
+		Command:   []string{c.o.K2Binary, "agent", "--join-url", "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort))},
 	}, nil
 }
 
@@ -192,13 +211,14 @@ func (c *run) restConfig(ctx context.Context, st *engine.State) (*rest.Config, e
 		return nil, err
 	}
 	kc := filepath.Join(c.dir(st), controlplane.AdminKubeconfig)
-	if _, err := os.Stat(kc); err != nil {
+	url := c.serverURL(ctx, st, id)
+	if cfg, err := clientcmd.BuildConfigFromFlags("", kc); err != nil || cfg.Host != url {
 		p := filepath.Join(c.dir(st), "pki")
 		ca, err := os.ReadFile(filepath.Join(p, pki.CACert))
 		if err != nil {
 			return nil, err
 		}
-		if err := controlplane.WriteKubeconfig(kc, c.serverURL(id), ca, filepath.Join(p, pki.AdminCert), filepath.Join(p, pki.AdminKey), "k2-admin"); err != nil {
+		if err := controlplane.WriteKubeconfig(kc, url, ca, filepath.Join(p, pki.AdminCert), filepath.Join(p, pki.AdminKey), "k2-admin"); err != nil {
 			return nil, err
 		}
 	}

@@ -180,6 +180,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		s.goComponent(ctrlCtx, "join endpoint", func(ctx context.Context) error { return s.serveJoin(ctx, cfg.JoinPort) })
 	}
 	s.goComponent(ctrlCtx, "node-roles", func(ctx context.Context) error { return NodeRoleController(ctx, rest.CopyConfig(s.rest)) })
+	s.goComponent(ctrlCtx, "node-rbac", func(ctx context.Context) error { return ensureNodeRBAC(ctx, rest.CopyConfig(s.rest)) })
 	for name, c := range cfg.Controllers {
 		c := c
 		s.goComponent(ctrlCtx, name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) })

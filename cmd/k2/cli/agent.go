@@ -55,14 +55,28 @@ registers a Node with the given capacity and labels (k2.dev/runtime says
 which runtime runs its pods), keeps it Ready and its Lease in
 kube-node-lease fresh, and runs the pods scheduled to it.
 
-Runtimes: sim (pods get IPs and report Running/Ready, but no container runs:
-for the local provider and scale tests). The kubelet + containerd runtime
-comes later.
+Runtimes (--runtime):
+  kubelet  real pods: the Kubernetes kubelet runs inside this process and
+           talks CRI to the containerd daemon compiled into k2 (run as a
+           child, with its own root, state and socket per node); pods get
+           CNI bridge networking from the node's pod CIDR, Services work
+           through an in-process kube-proxy (iptables) and the agent answers
+           cluster DNS on 169.254.20.10. Needs root, runc, the CNI plugins
+           (/usr/lib/cni), iptables, and containerd-shim-runc-v2 beside k2
+           ('make build' puts it in bin/); the agent names what is missing.
+  sim      simulated pods: they get IPs and report Running/Ready, but no
+           container runs (scale tests, machines without root).
+  auto     (default) kubelet where it can run, else sim; the reason is
+           logged and kept in the node's k2.dev/runtime-reason annotation.
+
+Stopping a kubelet agent (SIGTERM) removes its pods, mounts, cgroups and
+iptables chains: a stopped machine is a machine powered off.
 
 Every flag can also be set through the environment (K2_AGENT_SERVER,
 K2_AGENT_TOKEN, K2_AGENT_DATA_DIR, K2_AGENT_NODE_NAME, K2_AGENT_LABELS,
-K2_AGENT_CPU, K2_AGENT_MEMORY, K2_AGENT_ROLE); this is how provider plugins
-configure the agents they start. The agent stops cleanly on SIGTERM.`,
+K2_AGENT_CPU, K2_AGENT_MEMORY, K2_AGENT_ROLE, K2_AGENT_RUNTIME,
+K2_MACHINE_ADDRESS for --node-ip); this is how provider plugins configure
+the agents they start.`,
 		Example: `  k2 agent --server https://10.0.0.1:6443 --token K2<hash>::abcdef.0123456789abcdef
   k2 agent --server https://127.0.0.1:6443 --token "$TOKEN" --node-name w1 \
       --labels k2.dev/pool=gpu --cpu 4 --memory 8Gi --data-dir /tmp/w1`,
@@ -92,8 +106,11 @@ configure the agents they start. The agent stops cleanly on SIGTERM.`,
 					o.Labels[k] = v
 				}
 			}
-			if _, ok := agent.Runtimes[o.RuntimeName]; !ok {
-				return usererr.Usage("--runtime %q: this agent has: sim", o.RuntimeName)
+			if _, ok := agent.Runtimes[o.RuntimeName]; !ok && o.RuntimeName != agent.RuntimeAuto && o.RuntimeName != agent.RuntimeKubelet {
+				return usererr.Usage("--runtime %q: use auto, kubelet or sim", o.RuntimeName)
+			}
+			if self, err := os.Executable(); err == nil {
+				o.K2Binary = self
 			}
 			o.Logger = g.logger()
 			if err := agent.Run(cmd.Context(), o); err != nil {
@@ -112,6 +129,7 @@ configure the agents they start. The agent stops cleanly on SIGTERM.`,
 	f.StringVar(&labels, "labels", os.Getenv("K2_AGENT_LABELS"), "extra node labels, k=v,k=v")
 	f.StringVar(&cpu, "cpu", envOr("K2_AGENT_CPU", fmt.Sprint(runtime.NumCPU())), "CPU capacity to advertise")
 	f.StringVar(&memory, "memory", envOr("K2_AGENT_MEMORY", hostMemory()), "memory capacity to advertise (e.g. 4Gi)")
-	f.StringVar(&runtimeName, "runtime", "sim", "pod runtime: sim")
+	f.StringVar(&runtimeName, "runtime", envOr("K2_AGENT_RUNTIME", agent.RuntimeAuto), "pod runtime: auto, kubelet or sim")
+	f.StringVar(&o.NodeIP, "node-ip", os.Getenv("K2_MACHINE_ADDRESS"), "the node's address (default: the default route's source address)")
 	return cmd
 }

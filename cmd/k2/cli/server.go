@@ -26,6 +26,9 @@ import (
 const (
 	seedEnv           = "K2_SERVER_SEED"
 	machineDataDirEnv = "K2_AGENT_DATA_DIR"
+	// machineAddressEnv is the machine's own address, set by providers; the
+	// server binds and advertises it unless told otherwise.
+	machineAddressEnv = "K2_MACHINE_ADDRESS"
 )
 
 type serverOptions struct {
@@ -117,8 +120,12 @@ object kept.`,
 		o.cp.DataDir = d
 	}
 	f.StringVar(&o.cp.DatastoreEndpoint, "datastore-endpoint", "", "etcd://host:2379, postgres://…, mysql://… (default: SQLite in the data dir)")
-	f.StringVar(&o.cp.BindAddress, "bind-address", "0.0.0.0", "address the apiserver listens on")
-	f.StringVar(&o.cp.AdvertiseAddress, "advertise-address", "", "address advertised to the cluster (default: this host's first address)")
+	bind, adv := "0.0.0.0", ""
+	if a := os.Getenv(machineAddressEnv); a != "" {
+		bind, adv = a, a // a provider's machine: its own address only
+	}
+	f.StringVar(&o.cp.BindAddress, "bind-address", bind, "address the apiserver listens on (default $"+machineAddressEnv+" when a provider sets it)")
+	f.StringVar(&o.cp.AdvertiseAddress, "advertise-address", adv, "address advertised to the cluster (default $"+machineAddressEnv+", else this host's first address)")
 	f.IntVar(&o.cp.Port, "port", controlplane.DefaultPort, "apiserver HTTPS port")
 	f.IntVar(&o.cp.JoinPort, "join-port", 6444, "HTTPS port where agents join with a token")
 	f.StringSliceVar(&o.cp.TLSSANs, "tls-san", nil, "extra names or addresses for the serving certificate (repeatable)")

@@ -1,0 +1,211 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/cmd/containerd/command"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	// Every plugin a CRI node needs: snapshotters, the runc runtime, CRI.
+	_ "github.com/containerd/containerd/v2/cmd/containerd/builtins"
+)
+
+// ShimBinary is the runc shim containerd starts for every pod. It must be
+// its own executable (a shim served by the k2 binary fails with
+// "ttrpc: closed"); `make build` puts it beside k2.
+const ShimBinary = "containerd-shim-runc-v2"
+
+// CRINamespace is the containerd namespace the kubelet's pods live in.
+const CRINamespace = "k8s.io"
+
+// Daemon runs the containerd daemon compiled into k2 with containerd's own
+// command line (`k2 containerd --config FILE`); it returns when the daemon
+// stops (SIGTERM or SIGINT).
+func Daemon(ctx context.Context, args []string) error {
+	return command.App().Run(ctx, append([]string{"containerd"}, args...))
+}
+
+// containerdPaths are one node's containerd directories. Sockets and
+// state live under a short per-node directory in /run, because a unix
+// socket path is limited to 107 bytes and data dirs can be long.
+type containerdPaths struct {
+	Root, State, Socket, Config, CNIConf, Hosts, Log string
+}
+
+func newContainerdPaths(dataDir string) containerdPaths {
+	sum := sha256.Sum256([]byte(dataDir))
+	run := filepath.Join("/run/k2", hex.EncodeToString(sum[:6]))
+	return containerdPaths{
+		Root:    filepath.Join(dataDir, "containerd"),
+		State:   filepath.Join(run, "containerd"),
+		Socket:  filepath.Join(run, "containerd.sock"),
+		Config:  filepath.Join(dataDir, "containerd.toml"),
+		CNIConf: filepath.Join(dataDir, "cni", "net.d"),
+		Hosts:   filepath.Join(dataDir, "containerd", "certs.d"),
+		Log:     filepath.Join(dataDir, "logs", "containerd.log"),
+	}
+}
+
+// cniTemplate is the CNI config containerd writes once the kubelet hands it
+// the node's pod CIDR: a bridge with host-local addresses from that CIDR,
+// no masquerade (kube-proxy owns NAT), hairpin so a pod reaches itself
+// through its Service.
+const cniTemplate = `{
+  "cniVersion": "1.0.0",
+  "name": "k2",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "k2pods0",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$r}}"}]{{end}}],
+        "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{"dst": "{{$r}}"}{{end}}]
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+`
+
+var containerdConfig = template.Must(template.New("containerd").Parse(`# Written by k2 agent; rewritten at every start.
+version = 3
+root = {{printf "%q" .P.Root}}
+state = {{printf "%q" .P.State}}
+
+[grpc]
+  address = {{printf "%q" .P.Socket}}
+
+[ttrpc]
+  address = {{printf "%q" (print .P.Socket ".ttrpc")}}
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = {{printf "%q" .Sandbox}}
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = {{printf "%q" .P.Hosts}}
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # Without CAP_SYS_RESOURCE runc cannot lower oom_score_adj; clamp instead.
+  restrict_oom_score_adj = {{.RestrictOOM}}
+  netns_mounts_under_state_dir = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = [{{range $i, $d := .CNIBinDirs}}{{if $i}}, {{end}}{{printf "%q" $d}}{{end}}]
+    conf_dir = {{printf "%q" .P.CNIConf}}
+    conf_template = {{printf "%q" .Template}}
+  [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+    SystemdCgroup = false
+
+[plugins.'io.containerd.grpc.v1.cri']
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+`))
+
+// writeContainerdConfig writes the node's containerd config and CNI
+// template.
+func writeContainerdConfig(p containerdPaths, sandbox string, cniBinDirs []string, restrictOOM bool) error {
+	for _, d := range []string{p.Root, p.State, p.CNIConf, p.Hosts, filepath.Dir(p.Log)} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	tmpl := filepath.Join(filepath.Dir(p.CNIConf), "template.conflist")
+	if err := os.WriteFile(tmpl, []byte(cniTemplate), 0o644); err != nil {
+		return err
+	}
+	var b strings.Builder
+	err := containerdConfig.Execute(&b, map[string]any{
+		"P": p, "Sandbox": sandbox, "CNIBinDirs": cniBinDirs, "Template": tmpl, "RestrictOOM": restrictOOM,
+	})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p.Config, []byte(b.String()), 0o644)
+}
+
+// runningContainerd is the node's containerd child process.
+type runningContainerd struct {
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+	client *containerd.Client
+}
+
+// startContainerd runs `k2 containerd` as a child (dying with the agent)
+// and waits until it answers on its socket.
+func startContainerd(ctx context.Context, k2, shimDir string, p containerdPaths) (*runningContainerd, error) {
+	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	_ = os.Remove(p.Socket) // a stale socket from a killed daemon
+	cmd := exec.Command(k2, "containerd", "--config", p.Config)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// The shim is found on PATH; k2's own directory comes first.
+	cmd.Env = append(os.Environ(), "PATH="+shimDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting containerd: %w", err)
+	}
+	rc := &runningContainerd{cmd: cmd, done: make(chan struct{})}
+	go func() { rc.err = cmd.Wait(); close(rc.done) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(p.Socket); err == nil {
+			c, err := containerd.New(p.Socket, containerd.WithDefaultNamespace(CRINamespace), containerd.WithTimeout(2*time.Second))
+			if err == nil {
+				if _, err = c.Version(namespaces.WithNamespace(ctx, CRINamespace)); err == nil {
+					rc.client = c
+					return rc, nil
+				}
+				c.Close()
+			}
+		}
+		select {
+		case <-rc.done:
+			return nil, fmt.Errorf("containerd exited during start-up (%v); see %s", rc.err, p.Log)
+		case <-ctx.Done():
+			rc.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			rc.stop()
+			return nil, fmt.Errorf("containerd did not answer on %s within 30s; see %s", p.Socket, p.Log)
+		}
+	}
+}
+
+// stop ends containerd: SIGTERM, then SIGKILL after 10 s.
+func (rc *runningContainerd) stop() {
+	if rc.client != nil {
+		rc.client.Close()
+	}
+	_ = rc.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-rc.done:
+	case <-time.After(10 * time.Second):
+		_ = rc.cmd.Process.Kill()
+		<-rc.done
+	}
+}
+
+var errMissing = errors.New("missing")
