@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -71,10 +72,33 @@ func (c *run) uploadImages(ctx context.Context, st *engine.State) error {
 	if err != nil {
 		return fmt.Errorf("reading the admin certificate: %w", err)
 	}
-	joinURL := "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort))
-	return pushImages(ctx, src, imageTarget{url: joinURL, caPEM: caPEM, admin: admin}, func(pct int, msg string) {
+	t := imageTarget{url: "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort)), caPEM: caPEM, admin: admin}
+	if err := waitJoinEndpoint(ctx, t, c.o.ReadyTimeout); err != nil {
+		return err
+	}
+	return pushImages(ctx, src, t, func(pct int, msg string) {
 		st.Progress("", pct, "%s", msg)
 	})
+}
+
+// waitJoinEndpoint waits until the join endpoint answers: `k2 server`
+// starts it beside the controllers once the apiserver is ready, so it may
+// still refuse connections right after control-plane-ready.
+func waitJoinEndpoint(ctx context.Context, t imageTarget, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		_, err := join.ListImages(ctx, t.url, t.caPEM, t.admin)
+		var op *net.OpError
+		if err == nil || !errors.As(err, &op) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the join endpoint %s: %w (last error: %v)", t.url, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // imageTarget is a join endpoint and the admin credentials to upload to it.

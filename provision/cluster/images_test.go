@@ -9,12 +9,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -59,9 +62,11 @@ func (m *memImages) open(_ context.Context, ref string) (io.ReadCloser, error) {
 	return io.NopCloser(bytes.NewReader(m.data[ref])), nil
 }
 
-// joinEndpoint serves a real join handler with an image store over TLS,
-// with the PKI k2 deploy creates, and returns the admin's upload target.
-func joinEndpoint(t *testing.T) (imageTarget, tls.Certificate) {
+// joinServer is a real join handler with an image store and the TLS
+// config `k2 server` uses, with the PKI k2 deploy creates; target has no
+// URL yet. reader is a read credential (the apiserver's kubelet client
+// certificate, the other system:masters one).
+func joinServer(t *testing.T) (h http.Handler, cfg *tls.Config, target imageTarget, reader tls.Certificate) {
 	t.Helper()
 	p, err := pki.Ensure(filepath.Join(t.TempDir(), "pki"), pki.Options{})
 	if err != nil {
@@ -71,25 +76,67 @@ func joinEndpoint(t *testing.T) (imageTarget, tls.Certificate) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(join.NewHandler(join.ServerConfig{CACert: p.CA, CAKey: p.CAKey, CAPEM: p.CAData, Tokens: &join.StaticTokens{}, Images: store}))
+	h = join.NewHandler(join.ServerConfig{CACert: p.CA, CAKey: p.CAKey, CAPEM: p.CAData, Tokens: &join.StaticTokens{}, Images: store})
 	serving, err := tls.LoadX509KeyPair(p.Path(pki.ServingCert), p.Path(pki.ServingKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serving}, ClientAuth: tls.RequestClientCert}
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
+	cfg = &tls.Config{Certificates: []tls.Certificate{serving}, ClientAuth: tls.RequestClientCert}
 	admin, err := tls.LoadX509KeyPair(p.Path(pki.AdminCert), p.Path(pki.AdminKey))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The apiserver's kubelet client certificate is the other
-	// system:masters one; any valid read credential will do for listing.
-	reader, err := tls.LoadX509KeyPair(p.Path(pki.KubeletClientCert), p.Path(pki.KubeletClientKey))
+	if reader, err = tls.LoadX509KeyPair(p.Path(pki.KubeletClientCert), p.Path(pki.KubeletClientKey)); err != nil {
+		t.Fatal(err)
+	}
+	return h, cfg, imageTarget{caPEM: p.CAData, admin: admin}, reader
+}
+
+// joinEndpoint serves joinServer on a loopback port.
+func joinEndpoint(t *testing.T) (imageTarget, tls.Certificate) {
+	t.Helper()
+	h, cfg, target, reader := joinServer(t)
+	srv := httptest.NewUnstartedServer(h)
+	srv.TLS = cfg
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	target.url = srv.URL
+	return target, reader
+}
+
+func TestWaitJoinEndpoint(t *testing.T) {
+	h, cfg, target, _ := joinServer(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return imageTarget{url: srv.URL, caPEM: p.CAData, admin: admin}, reader
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens yet
+	target.url = "https://" + addr
+
+	if err := waitJoinEndpoint(context.Background(), target, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "waiting for the join endpoint") {
+		t.Errorf("nothing listening: %v", err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		s := &http.Server{Handler: h, TLSConfig: cfg}
+		t.Cleanup(func() { s.Close() })
+		s.ServeTLS(l, "", "")
+	}()
+	start := time.Now()
+	if err := waitJoinEndpoint(context.Background(), target, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("join endpoint answered after %s", time.Since(start).Round(time.Millisecond))
+	// Refusals are not waited out.
+	target.admin = tls.Certificate{}
+	if err := waitJoinEndpoint(context.Background(), target, 10*time.Second); !errors.Is(err, join.ErrImageDenied) {
+		t.Errorf("without credentials: %v, want ErrImageDenied", err)
+	}
 }
 
 func TestPushImages(t *testing.T) {
