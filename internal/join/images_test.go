@@ -162,6 +162,15 @@ func TestImagesUploadListFetch(t *testing.T) {
 			t.Errorf("%s: FetchImage: %d bytes, %v; want the %d uploaded", name, len(got2), err, len(b))
 		}
 	}
+	// The same archive under a second ref is recorded without a second copy.
+	if err := join.UploadImage(ctx, e.url, e.caPEM, e.admin, "registry.test/hello:latest", d, int64(len(b)), noRead{t}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := join.ListImages(ctx, e.url, e.caPEM, e.node)
+	want = append([]join.Image{{Ref: "registry.test/hello:latest", Digest: d, Size: int64(len(b))}}, want...) // sorted by ref
+	if diff := cmp.Diff(want, got); err != nil || diff != "" {
+		t.Errorf("two refs: %v (-want +got):\n%s", err, diff)
+	}
 	_, missing := archive("other")
 	if _, err := join.FetchImage(ctx, e.url, e.caPEM, e.node, missing); !errors.Is(err, join.ErrNoImage) {
 		t.Errorf("FetchImage(missing) = %v, want ErrNoImage", err)

@@ -89,9 +89,6 @@ func OpenImageStore(dir string) (*ImageStore, error) {
 	return s, nil
 }
 
-// Dir returns the store's directory.
-func (s *ImageStore) Dir() string { return s.dir }
-
 func (s *ImageStore) path(hexd string) string { return filepath.Join(s.dir, hexd+".tar") }
 
 // List returns the stored images sorted by reference.
