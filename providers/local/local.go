@@ -19,10 +19,17 @@
 // Delete sends SIGTERM to the process group, then SIGKILL after a grace
 // period, and removes the directory.
 //
-// Not modelled: separate network namespaces (every machine shares the
-// host's network, so the agent's simulated pod IPs are not routable) and
-// resource limits (cpu and memory are advertised by the agent, not
-// enforced).
+// Networks (config "network"): in netns mode (the default as root) every
+// worker runs in its own network namespace, k2-<hash>-<name>, with a veth to
+// a bridge k2br<hash> that k2 creates with a 10.x.y.0/24 of its own; the
+// control plane runs on the host and listens on the bridge's address.
+// Agents there run real pods (kubelet + containerd) where they can. Delete
+// runs `k2 agent cleanup` in a namespace whose agent was killed, removes the
+// namespace, and the bridge with the last machine. In host mode (not root)
+// every machine shares the host's network and agents simulate pods.
+//
+// Not modelled: resource limits (cpu and memory are advertised by the
+// agent, not enforced).
 package local
 
 import (
@@ -56,6 +63,11 @@ const (
 	// EnvAddress is the machine's own address: `k2 server` binds and
 	// advertises it, `k2 agent` registers it as the node's address.
 	EnvAddress = "K2_MACHINE_ADDRESS"
+	// EnvRuntime is the agent's pod runtime (auto, kubelet or sim).
+	EnvRuntime = "K2_AGENT_RUNTIME"
+	// EnvHostNetns is the host's network namespace (a path) for agents in
+	// a namespace of their own.
+	EnvHostNetns = "K2_AGENT_HOST_NETNS"
 )
 
 // Defaults for a machine that asks for no size.
@@ -78,6 +90,10 @@ func New() sdk.Provider { return &Provider{} }
 var schema = []sdk.ConfigField{
 	{Name: "stateDir", Type: sdk.TypeString, Default: "$K2_HOME/local",
 		Description: "directory holding one sub-directory per machine (process)"},
+	{Name: "network", Type: sdk.TypeString, Default: NetworkAuto,
+		Description: "netns: each worker in its own network namespace on a bridge k2 creates (needs root); host: all on the host network, simulated pods; auto: netns where possible"},
+	{Name: "runtime", Type: sdk.TypeString, Default: "auto",
+		Description: "the agents' pod runtime in netns mode: auto (real pods where the machine can run them), kubelet or sim"},
 }
 
 func capabilities() sdk.Capabilities {
@@ -103,6 +119,26 @@ func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.D
 
 type config struct {
 	StateDir string `json:"stateDir"`
+	Network  string `json:"network"`
+	Runtime  string `json:"runtime"`
+}
+
+// networkMode resolves NetworkAuto.
+func (c config) networkMode() string {
+	if c.Network == NetworkNetns || c.Network == NetworkHost {
+		return c.Network
+	}
+	if netnsUsable() == "" {
+		return NetworkNetns
+	}
+	return NetworkHost
+}
+
+func (c config) runtime() string {
+	if c.Runtime == "" {
+		return "auto"
+	}
+	return c.Runtime
 }
 
 // load decodes the config and fills the default state directory.
@@ -123,6 +159,20 @@ func load(c sdk.Config) (config, sdk.Diagnostics) {
 	}
 	if !filepath.IsAbs(cfg.StateDir) {
 		ds.Errorf("config.stateDir", "state directory %q must be an absolute path", cfg.StateDir)
+	}
+	switch cfg.Network {
+	case "", NetworkAuto, NetworkHost:
+	case NetworkNetns:
+		if why := netnsUsable(); why != "" {
+			ds.Errorf("config.network", "network: netns cannot work here: %s; use network: host", why)
+		}
+	default:
+		ds.Errorf("config.network", "network %q: use auto, netns or host", cfg.Network)
+	}
+	switch cfg.Runtime {
+	case "", "auto", "kubelet", "sim":
+	default:
+		ds.Errorf("config.runtime", "runtime %q: use auto, kubelet or sim", cfg.Runtime)
 	}
 	return cfg, ds
 }

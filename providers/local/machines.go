@@ -24,6 +24,8 @@ type record struct {
 	Command    []string `json:"command"`
 	Env        []string `json:"env"`
 	PoweredOff bool     `json:"poweredOff,omitempty"`
+	// NetNS is the machine's network namespace; empty on the host network.
+	NetNS string `json:"netns,omitempty"`
 }
 
 func machineDir(stateDir, name string) string {
@@ -129,23 +131,38 @@ func pidByCwd(dir string) int {
 }
 
 // start runs the machine's command in a new session, detached from the
-// plugin, and records its pid.
-func start(dir string, r record) error {
+// plugin, and records its pid. A machine with a network namespace gets
+// its namespace and veth (again, after a host reboot) and runs in it.
+func start(stateDir, dir string, r record) error {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
 		return err
+	}
+	argv := r.Command
+	if r.NetNS != "" {
+		n, err := ensureNetwork(stateDir)
+		if err != nil {
+			return err
+		}
+		if err := ensureMachineNet(stateDir, r.Name, r.Addresses[0], n); err != nil {
+			return err
+		}
+		// nsenter switches only the network namespace and execs the
+		// command (unlike `ip netns exec`, which remounts /sys and so hides
+		// the cgroup file systems the kubelet needs).
+		argv = append([]string{"nsenter", "--net=/run/netns/" + r.NetNS, "--"}, argv...)
 	}
 	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := exec.Command(r.Command[0], r.Command[1:]...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(cleanEnv(os.Environ()), r.Env...)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", r.Command[0], err)
+		return fmt.Errorf("starting %s: %w", argv[0], err)
 	}
 	// Reap it if it dies while this plugin process lives; afterwards init
 	// (or the nearest subreaper) does.
@@ -247,14 +264,23 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return nil, err
 			}
+			addr, netns, runtime, err := placeMachine(cfg, m)
+			if err != nil {
+				return nil, err
+			}
+			var extra []string
+			if netns != "" {
+				extra = append(extra, EnvHostNetns+"=/run/netns/"+hostNetnsName(cfg.StateDir))
+			}
 			r = record{
 				Machine: sdk.Machine{
 					ID: idOf(m.Name), Name: m.Name, RequestID: req.RequestID, State: sdk.StatePending,
 					Role: m.Role, Pool: m.Pool, Arch: capabilities().Architectures[0], Class: m.Class,
-					CPU: m.CPU, MemoryBytes: m.MemoryBytes, Addresses: []string{"127.0.0.1"}, Labels: m.Labels,
+					CPU: m.CPU, MemoryBytes: m.MemoryBytes, Addresses: []string{addr}, Labels: m.Labels,
 				},
 				Command: req.Bootstrap.Command,
-				Env:     machineEnv(dir, "127.0.0.1", m, req.Bootstrap),
+				Env:     append(machineEnv(dir, addr, m, req.Bootstrap), append(extra, EnvRuntime+"="+runtime)...),
+				NetNS:   netns,
 			}
 			if r.CPU == 0 {
 				r.CPU = defaultCPU
@@ -271,7 +297,7 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 		}
 		if pidOf(dir) == 0 && !r.PoweredOff {
 			req.Report(m.Name, "starting %s", r.Command[0])
-			if err := start(dir, r); err != nil {
+			if err := start(cfg.StateDir, dir, r); err != nil {
 				return nil, err
 			}
 			started = true
@@ -347,8 +373,15 @@ func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.Del
 			if err := stop(ctx, dir); err != nil {
 				return nil, err
 			}
+			if r, err := readRecord(dir); err == nil && r.NetNS != "" {
+				cleanupNode(dir, r)
+				removeMachineNet(cfg.StateDir, name)
+			}
 			if err := os.RemoveAll(dir); err != nil {
 				return nil, fmt.Errorf("removing %s: %w", dir, err)
+			}
+			if remainingMachines(cfg.StateDir) == 0 {
+				removeNetwork(cfg.StateDir)
 			}
 		}
 		deleted = append(deleted, id) // gone now, or never was
@@ -391,7 +424,7 @@ func (p *Provider) Power(ctx context.Context, req *sdk.PowerRequest) (*sdk.Power
 		return &sdk.PowerResponse{Diagnostics: ds}, nil
 	}
 	if !r.PoweredOff && pidOf(dir) == 0 {
-		if err := start(dir, r); err != nil {
+		if err := start(cfg.StateDir, dir, r); err != nil {
 			return nil, err
 		}
 	}
@@ -431,4 +464,41 @@ func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// placeMachine decides a new machine's network: in netns mode workers get
+// a namespace and an address on the bridge and run real pods where the
+// agent can (runtime from the config); the control plane stays on the
+// host, reached at the bridge's address. In host mode every machine is on
+// 127.0.0.1 and agents simulate pods (real nodes on one network would
+// clash).
+func placeMachine(cfg config, m sdk.MachineRequest) (addr, netns, runtime string, err error) {
+	if cfg.networkMode() != NetworkNetns {
+		return "127.0.0.1", "", "sim", nil
+	}
+	n, err := ensureNetwork(cfg.StateDir)
+	if err != nil {
+		return "", "", "", err
+	}
+	if m.Role == "control-plane" {
+		return n.Gateway, "", cfg.runtime(), nil
+	}
+	addr, err = allocAddress(cfg.StateDir, n, m.Name)
+	if err != nil {
+		return "", "", "", err
+	}
+	return addr, netnsName(cfg.StateDir, m.Name), cfg.runtime(), nil
+}
+
+// cleanupNode removes what a killed agent left (shims, containers, mounts,
+// cgroups): `k2 agent cleanup` in the machine's namespace. A cleanly
+// stopped agent has done this itself; then it finds nothing.
+func cleanupNode(dir string, r record) {
+	if len(r.Command) < 2 || r.Command[1] != "agent" {
+		return
+	}
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+r.NetNS, "--", r.Command[0], "agent", "cleanup",
+		"--data-dir", filepath.Join(dir, "data"), "--node-name", r.Name)
+	cmd.Env = cleanEnv(os.Environ())
+	_ = cmd.Run()
 }

@@ -80,9 +80,11 @@ type Options struct {
 	// NodeIP is the node's address for the kubelet runtime; default the
 	// host's default-route address.
 	NodeIP string
-	// Images are imported into the kubelet runtime's containerd before the
-	// kubelet starts (the pause image is always added).
-	Images []node.Image
+	// ForwardLoopback are host loopback addresses (registries) the kubelet
+	// runtime makes reachable inside a node in its own network namespace.
+	ForwardLoopback []string
+	// HostNetNS is the host's network namespace (a path) to forward to.
+	HostNetNS string
 	// HeartbeatInterval between status and lease renewals; default 10s.
 	HeartbeatInterval time.Duration
 	// Ready, if not nil, is closed once the node is registered Ready.
@@ -224,23 +226,44 @@ func runKubelet(ctx context.Context, o Options, creds *join.Credentials, log *sl
 	for k, v := range o.Labels {
 		labels[k] = v
 	}
-	pauseImage := node.Image{Name: pause.Ref, Pinned: true, Open: func(context.Context) (io.ReadCloser, error) {
+	images := []node.Image{{Name: pause.Ref, Pinned: true, Open: func(context.Context) (io.ReadCloser, error) {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(pause.WriteOCIArchive(pw)) }()
 		return pr, nil
-	}}
+	}}}
+	// Images vendored in the deployed artifact, kept by the control plane.
+	credDir := filepath.Dir(creds.Kubeconfig)
+	joinURL := o.JoinURL
+	if joinURL == "" {
+		joinURL, _ = join.DefaultJoinURL(o.ServerURL)
+	}
+	caPEM, cert, err := join.LoadNodeCredentials(credDir)
+	if err != nil {
+		return err
+	}
+	vendored, err := join.ListImages(ctx, joinURL, caPEM, cert)
+	if err != nil {
+		return fmt.Errorf("listing the cluster's vendored images: %w", err)
+	}
+	for _, im := range vendored {
+		images = append(images, node.Image{Name: im.Ref, Open: func(ctx context.Context) (io.ReadCloser, error) {
+			return join.FetchImage(ctx, joinURL, caPEM, cert, im.Digest)
+		}})
+	}
 	return node.Run(ctx, node.Options{
-		K2Binary:     o.K2Binary,
-		DataDir:      o.DataDir,
-		NodeName:     o.NodeName,
-		NodeIP:       o.NodeIP,
-		Kubeconfig:   creds.Kubeconfig,
-		CAFile:       filepath.Join(filepath.Dir(creds.Kubeconfig), join.CAFile),
-		Labels:       labels,
-		MaxPods:      o.MaxPods,
-		SandboxImage: pause.Ref,
-		Images:       append([]node.Image{pauseImage}, o.Images...),
-		Ready:        o.Ready,
-		Logger:       log,
+		K2Binary:        o.K2Binary,
+		DataDir:         o.DataDir,
+		NodeName:        o.NodeName,
+		NodeIP:          o.NodeIP,
+		Kubeconfig:      creds.Kubeconfig,
+		CAFile:          filepath.Join(credDir, join.CAFile),
+		Labels:          labels,
+		MaxPods:         o.MaxPods,
+		SandboxImage:    pause.Ref,
+		Images:          images,
+		ForwardLoopback: o.ForwardLoopback,
+		HostNetNS:       o.HostNetNS,
+		Ready:           o.Ready,
+		Logger:          log,
 	})
 }

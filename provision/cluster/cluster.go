@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -196,12 +197,49 @@ func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.Mac
 	if err != nil {
 		return sdk.Bootstrap{}, err
 	}
+	var env map[string]string
+	if fw := loopbackRegistries(c.o.Artifact); len(fw) > 0 {
+		env = map[string]string{ForwardLoopbackEnv: strings.Join(fw, ",")}
+	}
 	return sdk.Bootstrap{
 		Method:    sdk.BootstrapExec,
+		Env:       env,
 		ServerURL: c.serverURL(ctx, st, id),
 		JoinToken: id.Token,
 		Command:   []string{c.o.K2Binary, "agent", "--join-url", "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort))},
 	}, nil
+}
+
+// ForwardLoopbackEnv tells agents which host loopback addresses to make
+// reachable in their network namespace (see 'k2 agent --forward-loopback').
+const ForwardLoopbackEnv = "K2_AGENT_FORWARD_LOOPBACK"
+
+// loopbackRegistries are the registries on the deploying host's loopback
+// (127.0.0.1:5000, localhost:5000) that the artifact's images come from.
+func loopbackRegistries(a *artifact.Artifact) []string {
+	if a == nil || a.Config == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, im := range a.Config.Images {
+		host, _, _ := strings.Cut(im.Ref, "/")
+		h, port, err := net.SplitHostPort(host)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(h); (ip != nil && ip.IsLoopback()) || h == "localhost" {
+			addr := net.JoinHostPort("127.0.0.1", port)
+			if h == "::1" {
+				addr = host
+			}
+			if !seen[addr] {
+				seen[addr] = true
+				out = append(out, addr)
+			}
+		}
+	}
+	return out
 }
 
 // restConfig returns an admin client config for the environment's cluster.

@@ -105,3 +105,25 @@ func killProcs(dir string) {
 		}
 	}
 }
+
+// killByArg kills every process whose command line holds arg (the node's
+// containerd socket path names its containerd and shims).
+func killByArg(arg string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, a := range strings.Split(string(b), "\x00") {
+			if a == arg || strings.HasPrefix(a, arg) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+}

@@ -62,6 +62,13 @@ type Options struct {
 	// ResolvConf is the node's resolver configuration (upstream DNS);
 	// default /etc/resolv.conf.
 	ResolvConf string
+	// ForwardLoopback are host loopback addresses (registries on
+	// 127.0.0.1:port) made reachable inside the node when it runs in its own
+	// network namespace.
+	ForwardLoopback []string
+	// HostNetNS is the network namespace (a path) ForwardLoopback dials
+	// into; default HostNetNS.
+	HostNetNS string
 	// Ready, if not nil, is closed once the Node is Ready.
 	Ready  chan<- struct{}
 	Logger *slog.Logger
@@ -128,6 +135,16 @@ func Run(ctx context.Context, o Options) error {
 	if err := writeContainerdConfig(p, o.SandboxImage, []string{cniDir()}, !canLowerOOMScore()); err != nil {
 		return fmt.Errorf("writing the containerd config: %w", err)
 	}
+	if o.HostNetNS == "" {
+		o.HostNetNS = HostNetNS
+	}
+	if len(o.ForwardLoopback) > 0 && !InOtherNetNS(o.HostNetNS) {
+		log.Info("not forwarding loopback addresses: this node shares the host's network namespace (or cannot read it)", "hostNetNS", o.HostNetNS)
+	} else if len(o.ForwardLoopback) > 0 {
+		if err := ForwardLoopback(ctx, o.ForwardLoopback, o.HostNetNS, log.With("component", "forward")); err != nil {
+			return err
+		}
+	}
 	rc, err := startContainerd(ctx, o.K2Binary, shim, p)
 	if err != nil {
 		return err
@@ -171,8 +188,16 @@ func Run(ctx context.Context, o Options) error {
 	})
 	runPodRoutes(gctx, cs, o.NodeName, log.With("component", "routes"))
 	g.Go(func() error {
-		if err := runProxy(gctx, &o, o.Kubeconfig); err != nil && gctx.Err() == nil {
-			return fmt.Errorf("kube-proxy: %w", err)
+		// kube-proxy's Run does not return when its context ends; its
+		// goroutines end with the process.
+		errc := make(chan error, 1)
+		go func() { errc <- runProxy(gctx, &o, o.Kubeconfig) }()
+		select {
+		case err := <-errc:
+			if err != nil && gctx.Err() == nil {
+				return fmt.Errorf("kube-proxy: %w", err)
+			}
+		case <-gctx.Done():
 		}
 		return nil
 	})
@@ -222,6 +247,27 @@ func waitNodeReady(ctx context.Context, cs kubernetes.Interface, name string) er
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// Cleanup removes what a node that was killed (no teardown ran) left on
+// this machine: its shims and containers, mounts, cgroups, iptables chains,
+// the DNS address and the run directory. Run it in the node's network
+// namespace. It reports what it could not remove.
+func Cleanup(dataDir, nodeName string) error {
+	p := newContainerdPaths(dataDir)
+	killByArg(p.Socket) // the runc shims of this node
+	killByArg(p.Config) // its containerd
+	o := &Options{DataDir: dataDir, NodeName: nodeName}
+	removeCgroupRoot(o.cgroupRoot())
+	unmountUnder(dataDir, filepath.Dir(p.Socket))
+	left := removeCgroupRoot(o.cgroupRoot())
+	removeKubeChains()
+	removeDNSAddress()
+	removeRunDir(p)
+	if len(left) > 0 {
+		return fmt.Errorf("cgroups left behind: %v", left)
+	}
+	return nil
 }
 
 // teardown removes everything the node made: pods (through the CRI, so

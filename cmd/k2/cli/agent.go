@@ -12,6 +12,7 @@ import (
 
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/provision/agent"
+	"k2.dev/k2/provision/node"
 )
 
 // envOr returns $name, or def when it is unset.
@@ -131,5 +132,48 @@ the agents they start.`,
 	f.StringVar(&memory, "memory", envOr("K2_AGENT_MEMORY", hostMemory()), "memory capacity to advertise (e.g. 4Gi)")
 	f.StringVar(&runtimeName, "runtime", envOr("K2_AGENT_RUNTIME", agent.RuntimeAuto), "pod runtime: auto, kubelet or sim")
 	f.StringVar(&o.NodeIP, "node-ip", os.Getenv("K2_MACHINE_ADDRESS"), "the node's address (default: the default route's source address)")
+	f.StringSliceVar(&o.ForwardLoopback, "forward-loopback", splitList(os.Getenv("K2_AGENT_FORWARD_LOOPBACK")), "host loopback addresses (a registry on 127.0.0.1:5000) to make reachable in a node with its own network namespace")
+	f.StringVar(&o.HostNetNS, "host-netns", os.Getenv("K2_AGENT_HOST_NETNS"), "the host's network namespace (a path) --forward-loopback connects in (default /proc/1/ns/net)")
+	cmd.AddCommand(newAgentCleanupCmd(g))
+	return cmd
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func newAgentCleanupCmd(g *globals) *cobra.Command {
+	var dataDir, nodeName string
+	cmd := &cobra.Command{
+		Use:   "cleanup",
+		Short: "Remove what a killed kubelet agent left behind (containers, mounts, cgroups)",
+		Long: `Remove what a kubelet agent that was killed (no clean stop) left on this
+machine: its runc shims and containers, its containerd, the mounts under its
+data dir and run dir, its cgroup root /k2/<node>, the KUBE-* iptables chains
+and the DNS address. Run it where the agent ran (same network namespace).
+A clean stop (SIGTERM) already does all of this; providers call cleanup after
+a machine's process died.`,
+		Example: `  k2 agent cleanup --data-dir /var/lib/k2/agent --node-name w1`,
+		Args:    exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dataDir == "" || nodeName == "" {
+				return usererr.Usage("--data-dir and --node-name are required (or K2_AGENT_DATA_DIR, K2_AGENT_NODE_NAME)")
+			}
+			if err := node.Cleanup(dataDir, nodeName); err != nil {
+				return usererr.Wrap(usererr.KindFailure, err, "")
+			}
+			fmt.Fprintf(g.stderr, "node %s cleaned up\n", nodeName)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", os.Getenv("K2_AGENT_DATA_DIR"), "the agent's data dir")
+	cmd.Flags().StringVar(&nodeName, "node-name", os.Getenv("K2_AGENT_NODE_NAME"), "the agent's node name")
 	return cmd
 }

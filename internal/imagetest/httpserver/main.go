@@ -2,13 +2,16 @@
 // internal/imagetest into a one-layer image: it listens on $PORT (default
 // 8080), answers GET / with "hello from <hostname>", logs every request to
 // stdout so `kubectl logs` has something to show, and exits 0 on SIGTERM
-// or SIGINT.
+// or SIGINT. "httpserver get URL" is its client instead: it prints the
+// body of GET URL and exits 0, or 1 on failure (for kubectl exec and client
+// pods in tests).
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -18,6 +21,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		os.Exit(get(os.Args[2]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	port := os.Getenv("PORT")
@@ -46,4 +52,19 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Println("stopped")
+}
+
+func get(url string) int {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(os.Stdout, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status, err)
+		return 1
+	}
+	return 0
 }
