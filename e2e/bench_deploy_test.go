@@ -25,6 +25,7 @@ MACHINES control-plane=1 worker=3 cpu=2 memory=4Gi
 		os.WriteFile(filepath.Join(dir, "K8sfile"), []byte(k8sfile), 0o644)
 		mustK2(b, home, "build", "-t", "bench:v1", dir)
 
+		simEnv(b, home, "bench")
 		start := time.Now()
 		mustK2(b, home, "deploy", "bench:v1", "--provider", "local", "--env", "bench")
 		deploy := time.Since(start)

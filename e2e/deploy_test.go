@@ -45,6 +45,18 @@ func status(t *testing.T, home, env string) deployStatus {
 	return st
 }
 
+// simEnv creates env for the local provider on the host network with
+// simulated pods: tests of the deploy engine stay fast and independent of
+// what this host can run (real pods are TestRealPods*' business).
+func simEnv(t testing.TB, home, env string) {
+	t.Helper()
+	cfg := filepath.Join(home, "local-sim.yaml")
+	if err := os.WriteFile(cfg, []byte("network: host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustK2(t, home, "env", "create", env, "--provider", "local", "--provider-config", cfg)
+}
+
 // kubectlEnv runs kubectl against env's cluster.
 func kubectlEnv(t *testing.T, home, env string, args ...string) string {
 	t.Helper()
@@ -115,6 +127,7 @@ func TestDeployLocalEndToEnd(t *testing.T) {
 	pinned := strings.TrimSpace(mustK2(t, home, "push", "-q", ref).Stdout)
 	mustK2(t, home, "images", "rm", ref)
 
+	simEnv(t, home, "default")
 	start := time.Now()
 	mustK2(t, home, "deploy", pinned, "--provider", "local")
 	t.Logf("deploy from the registry took %s", time.Since(start).Round(time.Millisecond))
@@ -187,6 +200,7 @@ func TestDeployKilledAtEachStep(t *testing.T) {
 	for _, step := range []string{"plan", "identity", "control-plane", "control-plane-ready", "workers", "nodes-ready", "layers"} {
 		t.Run(step, func(t *testing.T) {
 			env := "kill-" + step
+			simEnv(t, home, env)
 			killed := deployAndKillAt(t, home, env, step)
 			if !killed {
 				t.Fatalf("k2 deploy ended before step %s started, so it was never killed there:\n%s", step, machineLogs(home, env))
