@@ -4,12 +4,17 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 
 	"k2.dev/k2/internal/imagetest"
 	"k2.dev/k2/providers/local"
@@ -72,6 +77,31 @@ func TestRealPodsLocal(t *testing.T) {
 
 	mustK2(t, home, "destroy", "dev", "--yes")
 	checkNothingLeft(t, home, "dev")
+}
+
+// TestRealPodsAirgap is TestRealPodsLocal without a registry at deploy:
+// the image is vendored into the artifact (k2 build --vendor-images), the
+// registry is stopped, and the nodes get the image from the control plane
+// when they join.
+func TestRealPodsAirgap(t *testing.T) {
+	requireRealPods(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	image := strings.TrimPrefix(reg.URL, "http://") + "/web:v1"
+	imagetest.Push(t, imagetest.HTTPServerImage(t), image)
+	home := t.TempDir()
+	realPodsArtifact(t, home, image, "airgap:v1", "--vendor-images")
+	reg.Close() // airgap from here on
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(home, "clusters", "air", "cluster.json")); err == nil {
+			k2(t, home, "destroy", "air", "--yes")
+		}
+	})
+	start := time.Now()
+	mustK2(t, home, "deploy", "airgap:v1", "--provider", "local", "--env", "air")
+	t.Logf("airgapped deploy to App ready: %s", time.Since(start).Round(time.Millisecond))
+	checkRealPods(t, home, "air", image)
+	mustK2(t, home, "destroy", "air", "--yes")
+	checkNothingLeft(t, home, "air")
 }
 
 // checkRealPods checks the running cluster: kubelet nodes, pods on
