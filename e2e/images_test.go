@@ -27,10 +27,9 @@ import (
 // registry is gone. The images step uploads the archive to the control
 // plane; a worker's node certificate (what its agent got at join) lists
 // and fetches it with the digest k2 inspect shows; deploying again uploads
-// nothing. The nodes are simulated (K2_AGENT_RUNTIME=sim): this test is
-// about carrying the images, not running them.
+// nothing. The machines share the host network and simulate pods: this
+// test is about carrying the images, not running them.
 func TestDeployVendoredImagesAirgap(t *testing.T) {
-	t.Setenv("K2_AGENT_RUNTIME", "sim")
 	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer reg.Close()
 	ref := strings.TrimPrefix(reg.URL, "http://") + "/e2e/web:1"
@@ -58,8 +57,15 @@ func TestDeployVendoredImagesAirgap(t *testing.T) {
 	archiveDigest := inspected.Images[0].Archive
 	reg.Close() // airgap from here on
 
+	// Host network, simulated pods: fast and independent of what this host
+	// can run; real pods from vendored images are TestRealPods*' business.
+	cfg := filepath.Join(t.TempDir(), "local.yaml")
+	if err := os.WriteFile(cfg, []byte("network: host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustK2(t, home, "env", "create", "airgap", "--provider", "local", "--provider-config", cfg)
 	t.Cleanup(func() { k2(t, home, "destroy", "airgap", "--yes") })
-	r := mustK2(t, home, "deploy", "airgap:v1", "--provider", "local", "--env", "airgap")
+	r := mustK2(t, home, "deploy", "airgap:v1", "--env", "airgap")
 	if !strings.Contains(r.Stderr, "1 of 1 vendored images uploaded") {
 		t.Errorf("deploy output lacks the upload:\n%s", r.Stderr)
 	}
@@ -108,7 +114,7 @@ func TestDeployVendoredImagesAirgap(t *testing.T) {
 		t.Errorf("served archive names %+v, want %s %s", entries, ref, pushed)
 	}
 
-	r = mustK2(t, home, "deploy", "airgap:v1", "--provider", "local", "--env", "airgap")
+	r = mustK2(t, home, "deploy", "airgap:v1", "--env", "airgap")
 	if !strings.Contains(r.Stderr, "0 of 1 vendored images uploaded, 1 already there") {
 		t.Errorf("second deploy output:\n%s", r.Stderr)
 	}
