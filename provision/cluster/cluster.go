@@ -198,7 +198,18 @@ func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.Mac
 		return sdk.Bootstrap{}, err
 	}
 	var env map[string]string
-	if fw := loopbackRegistries(c.o.Artifact); len(fw) > 0 {
+	var refs []string
+	if a := c.o.Artifact; a != nil && a.Config != nil {
+		for _, im := range a.Config.Images {
+			refs = append(refs, im.Ref)
+		}
+	}
+	if st.Plan != nil {
+		for _, app := range st.Plan.Apps { // resolved with this environment's ARGs
+			refs = append(refs, app.Image)
+		}
+	}
+	if fw := loopbackRegistries(refs); len(fw) > 0 {
 		env = map[string]string{ForwardLoopbackEnv: strings.Join(fw, ",")}
 	}
 	return sdk.Bootstrap{
@@ -215,15 +226,12 @@ func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.Mac
 const ForwardLoopbackEnv = "K2_AGENT_FORWARD_LOOPBACK"
 
 // loopbackRegistries are the registries on the deploying host's loopback
-// (127.0.0.1:5000, localhost:5000) that the artifact's images come from.
-func loopbackRegistries(a *artifact.Artifact) []string {
-	if a == nil || a.Config == nil {
-		return nil
-	}
+// (127.0.0.1:5000, localhost:5000) that image refs name.
+func loopbackRegistries(refs []string) []string {
 	seen := map[string]bool{}
 	var out []string
-	for _, im := range a.Config.Images {
-		host, _, _ := strings.Cut(im.Ref, "/")
+	for _, ref := range refs {
+		host, _, _ := strings.Cut(ref, "/")
 		h, port, err := net.SplitHostPort(host)
 		if err != nil {
 			continue
