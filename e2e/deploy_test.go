@@ -197,7 +197,7 @@ func TestDeployLocalEndToEnd(t *testing.T) {
 func TestDeployKilledAtEachStep(t *testing.T) {
 	home := t.TempDir()
 	mustK2(t, home, "build", "-t", "hello:v1", helloDir(t))
-	for _, step := range []string{"plan", "identity", "control-plane", "control-plane-ready", "workers", "nodes-ready", "layers"} {
+	for _, step := range []string{"plan", "identity", "control-plane", "control-plane-ready", "images", "workers", "nodes-ready", "layers"} {
 		t.Run(step, func(t *testing.T) {
 			env := "kill-" + step
 			simEnv(t, home, env)

@@ -42,6 +42,10 @@ func Daemon(ctx context.Context, args []string) error {
 // socket path is limited to 107 bytes and data dirs can be long.
 type containerdPaths struct {
 	Root, State, Socket, Config, CNIConf, Hosts, Log string
+	// Kubelet is the kubelet's root dir: <data-dir>/kubelet, or for a long
+	// data dir /var/lib/k2/kubelet-<hash> (the kubelet makes unix sockets
+	// under it, e.g. pod-resources/<n>, limited to 107 bytes).
+	Kubelet string
 }
 
 func newContainerdPaths(dataDir string) containerdPaths {
@@ -55,7 +59,16 @@ func newContainerdPaths(dataDir string) containerdPaths {
 		CNIConf: filepath.Join(dataDir, "cni", "net.d"),
 		Hosts:   filepath.Join(dataDir, "containerd", "certs.d"),
 		Log:     filepath.Join(dataDir, "logs", "containerd.log"),
+		Kubelet: kubeletDir(dataDir, hex.EncodeToString(sum[:6])),
 	}
+}
+
+func kubeletDir(dataDir, hash string) string {
+	d := filepath.Join(dataDir, "kubelet")
+	if len(d) <= 48 {
+		return d
+	}
+	return filepath.Join("/var/lib/k2", "kubelet-"+hash)
 }
 
 // cniTemplate is the CNI config containerd writes once the kubelet hands it

@@ -87,9 +87,13 @@ func (o *Options) resolvConf() string {
 // runKubelet writes the kubelet's configuration into the node's data dir
 // and runs the kubelet in this process until ctx ends.
 func runKubelet(ctx context.Context, o *Options, p containerdPaths, kubeconfig, caFile string) error {
-	dir := filepath.Join(o.DataDir, "kubelet")
+	dir := p.Kubelet
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
+	}
+	if link := filepath.Join(o.DataDir, "kubelet"); link != dir {
+		_ = os.Remove(link)
+		_ = os.Symlink(dir, link) // so the data dir still shows everything
 	}
 	b, err := yaml.Marshal(kubeletConfig(o, p, caFile))
 	if err != nil {

@@ -21,8 +21,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -152,6 +154,10 @@ func Run(ctx context.Context, o Options) error {
 	defer teardown(rc, p, &o, log)
 	log.Info("containerd ready", "socket", p.Socket, "after", time.Since(start).Round(time.Millisecond))
 	for _, im := range o.Images {
+		if _, err := rc.client.GetImage(namespaces.WithNamespace(ctx, CRINamespace), im.Name); err == nil {
+			log.Info("image already present", "image", im.Name)
+			continue
+		}
 		t := time.Now()
 		r, err := im.Open(ctx)
 		if err != nil {
@@ -259,11 +265,14 @@ func Cleanup(dataDir, nodeName string) error {
 	killByArg(p.Config) // its containerd
 	o := &Options{DataDir: dataDir, NodeName: nodeName}
 	removeCgroupRoot(o.cgroupRoot())
-	unmountUnder(dataDir, filepath.Dir(p.Socket))
+	unmountUnder(dataDir, filepath.Dir(p.Socket), p.Kubelet)
 	left := removeCgroupRoot(o.cgroupRoot())
 	removeKubeChains()
 	removeDNSAddress()
 	removeRunDir(p)
+	if !strings.HasPrefix(p.Kubelet, dataDir) {
+		_ = os.RemoveAll(p.Kubelet)
+	}
 	if len(left) > 0 {
 		return fmt.Errorf("cgroups left behind: %v", left)
 	}
@@ -282,10 +291,13 @@ func teardown(rc *runningContainerd, p containerdPaths, o *Options, log *slog.Lo
 	}
 	rc.stop()
 	removeCgroupRoot(o.cgroupRoot()) // kills shims and containers left behind
-	n := unmountUnder(o.DataDir, filepath.Dir(p.Socket))
+	n := unmountUnder(o.DataDir, filepath.Dir(p.Socket), p.Kubelet)
 	left := removeCgroupRoot(o.cgroupRoot())
 	removeKubeChains()
 	removeDNSAddress()
 	removeRunDir(p)
+	if !strings.HasPrefix(p.Kubelet, o.DataDir) {
+		_ = os.RemoveAll(p.Kubelet)
+	}
 	log.Info("node torn down", "unmounted", n, "cgroupsLeft", len(left), "took", time.Since(t).Round(time.Millisecond))
 }
