@@ -2,8 +2,9 @@
 # The README's first command (make demo): build examples/hello into a
 # reproducible cluster artifact, push it to a registry served by k2 itself,
 # drop the local copy, pull it back, inspect it, deploy it with the local
-# provider (1 control plane on SQLite + 2 agents), look at it with kubectl,
-# and destroy it. Everything stays on loopback and in a temporary K2_HOME.
+# provider (1 control plane on SQLite + 2 agents running real pods as root,
+# simulated ones otherwise), look at it with kubectl, and destroy it.
+# Everything stays on this machine and in a temporary K2_HOME.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K2=${K2:-./bin/k2}
@@ -13,7 +14,9 @@ work=$(mktemp -d -t k2-demo.XXXXXX)
 export K2_HOME=$work/home NO_COLOR=1
 reg_pid=
 cleanup() {
-	if [ -s "$K2_HOME/clusters/default/cluster.json" ]; then "$K2" destroy default --yes >/dev/null 2>&1 || true; fi
+	for env in default web; do
+		if [ -s "$K2_HOME/clusters/$env/cluster.json" ]; then "$K2" destroy "$env" --yes >/dev/null 2>&1 || true; fi
+	done
 	if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
 	rm -rf "$work"
 }
@@ -29,6 +32,10 @@ addr=$(head -n1 "$work/registry.addr")
 [ -n "$addr" ] || { echo "demo: the registry did not start:" >&2; cat "$work/registry.log" >&2; exit 1; }
 echo "registry at $addr"
 ref=$addr/demo/hello:v1
+web=$addr/demo/web:v1
+
+step "go run ./scripts/webimage $web   (the App's image: a small HTTP server, built here, no internet)"
+go run ./scripts/webimage "$web"
 
 step "k2 build -t $ref examples/hello"
 "$K2" build -q -t "$ref" examples/hello
@@ -55,7 +62,12 @@ if [ "$got" != "$built" ]; then
 fi
 step "ok: pushed and pulled the same artifact ($built)"
 
-step "k2 deploy $pinned --provider local"
+# examples/hello's workloads name public images this machine may not reach:
+# its environment runs simulated pods on the host network.
+printf 'network: host\n' >"$work/sim.yaml"
+"$K2" env create default --provider local --provider-config "$work/sim.yaml" >/dev/null
+
+step "k2 deploy $pinned --provider local   (simulated pods: the images are public ones)"
 start=$(date +%s%N)
 "$K2" deploy "$pinned" --provider local
 echo "deployed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -70,4 +82,26 @@ fi
 
 step "k2 destroy default --yes"
 "$K2" destroy default --yes
+
+step "k2 build -t $addr/demo/web:v1 examples/web; k2 deploy … --env web --set image=$web"
+echo "(real pods: kubelet + containerd in each worker's own network namespace, where"
+echo " this machine can run them — root, runc, CNI plugins; simulated otherwise)"
+"$K2" build -q -t "$addr/demo/web-cluster:v1" examples/web
+start=$(date +%s%N)
+"$K2" deploy "$addr/demo/web-cluster:v1" --provider local --env web --set "image=$web"
+echo "deployed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+if command -v kubectl >/dev/null; then
+	kc=$("$K2" kubeconfig web --path)
+	kubectl --kubeconfig "$kc" get nodes -L k2.dev/runtime
+	kubectl --kubeconfig "$kc" get pods -o wide
+	pod=$(kubectl --kubeconfig "$kc" get pods -o name | head -n1)
+	if [ "$(kubectl --kubeconfig "$kc" get nodes -l k2.dev/runtime=kubelet -o name | wc -l)" -gt 0 ]; then
+		step "kubectl exec $pod -- /httpserver get http://web.default.svc.cluster.local:8080/   (Service DNS)"
+		kubectl --kubeconfig "$kc" exec "${pod#pod/}" -- /httpserver get http://web.default.svc.cluster.local:8080/
+		step "kubectl logs $pod"
+		kubectl --kubeconfig "$kc" logs "${pod#pod/}"
+	fi
+fi
+step "k2 destroy web --yes"
+"$K2" destroy web --yes
 step "ok: built, shared, deployed and destroyed a whole cluster"

@@ -6,6 +6,7 @@ package imagetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -33,25 +34,31 @@ const HTTPServerPkg = "k2.dev/k2/internal/imagetest/httpserver"
 // them); the build cache makes repeated calls cheap.
 func HTTPServerImage(t testing.TB) v1.Image {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
-	out := filepath.Join(t.TempDir(), "httpserver")
-	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, HTTPServerPkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", HTTPServerPkg, err, b)
-	}
-	exe, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := ociarchive.BinaryImage("httpserver", exe, runtime.GOARCH)
+	img, err := BuildHTTPServer(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// BuildHTTPServer is HTTPServerImage outside tests: it builds the server
+// into dir and wraps it in an image.
+func BuildHTTPServer(dir string) (v1.Image, error) {
+	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goBin); err != nil {
+		goBin = "go"
+	}
+	out := filepath.Join(dir, "httpserver")
+	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, HTTPServerPkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building %s: %v\n%s", HTTPServerPkg, err, b)
+	}
+	exe, err := os.ReadFile(out)
+	if err != nil {
+		return nil, err
+	}
+	return ociarchive.BinaryImage("httpserver", exe, runtime.GOARCH)
 }
 
 // Push pushes img to ref (host:port/repo:tag; plain HTTP, as for the
@@ -59,58 +66,71 @@ func HTTPServerImage(t testing.TB) v1.Image {
 // reference host:port/repo@sha256:….
 func Push(t testing.TB, img v1.Image, ref string) string {
 	t.Helper()
+	pinned, err := PushImage(context.Background(), img, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pinned
+}
+
+// PushImage is Push outside tests.
+func PushImage(ctx context.Context, img v1.Image, ref string) (string, error) {
 	r, err := registry.ParseReference(ref)
 	if err != nil {
-		t.Fatalf("parsing %s: %v", ref, err)
+		return "", fmt.Errorf("parsing %s: %w", ref, err)
 	}
 	repo, err := remote.NewRepository(r.Registry + "/" + r.Repository)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	repo.PlainHTTP = true
-	ctx := context.Background()
-	push := func(mt string, d v1.Hash, size int64, open func() (io.ReadCloser, error)) {
+	push := func(mt string, d v1.Hash, size int64, open func() (io.ReadCloser, error)) error {
 		desc := ocispec.Descriptor{MediaType: mt, Digest: digest.Digest(d.String()), Size: size}
 		if ok, err := repo.Exists(ctx, desc); err == nil && ok {
-			return
+			return nil
 		}
 		rc, err := open()
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		defer rc.Close()
 		if err := repo.Push(ctx, desc, rc); err != nil {
-			t.Fatalf("pushing %s blob %s: %v", ref, d, err)
+			return fmt.Errorf("pushing %s blob %s: %w", ref, d, err)
 		}
+		return nil
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for _, l := range layers {
 		d, _ := l.Digest()
 		size, _ := l.Size()
 		mt, _ := l.MediaType()
-		push(string(mt), d, size, l.Compressed)
+		if err := push(string(mt), d, size, l.Compressed); err != nil {
+			return "", err
+		}
 	}
 	cfg, err := img.RawConfigFile()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	cd, _ := img.ConfigName()
 	m, _ := img.Manifest()
-	push(string(m.Config.MediaType), cd, int64(len(cfg)), func() (io.ReadCloser, error) {
+	if err := push(string(m.Config.MediaType), cd, int64(len(cfg)), func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(cfg)), nil
-	})
+	}); err != nil {
+		return "", err
+	}
 	raw, err := img.RawManifest()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	mt, _ := img.MediaType()
 	d, _ := img.Digest()
 	desc := ocispec.Descriptor{MediaType: string(mt), Digest: digest.Digest(d.String()), Size: int64(len(raw))}
 	if err := repo.PushReference(ctx, desc, bytes.NewReader(raw), ref); err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
+		return "", fmt.Errorf("pushing %s: %w", ref, err)
 	}
-	return r.Registry + "/" + r.Repository + "@" + d.String()
+	return r.Registry + "/" + r.Repository + "@" + d.String(), nil
 }
