@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -246,3 +247,46 @@ var agentLogLevel = func() slog.Level {
 	}
 	return slog.LevelWarn
 }()
+
+// TestAgentAutoFallsBackToSim: with --runtime auto on a machine that cannot
+// run real pods (here: no runc shim beside the given k2 binary), the agent
+// registers a sim node and says why in the node's annotation; with
+// --runtime kubelet it refuses, naming what is missing.
+func TestAgentAutoFallsBackToSim(t *testing.T) {
+	c := cluster(t)
+	fakeK2 := filepath.Join(t.TempDir(), "k2") // no containerd-shim-runc-v2 beside it
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- agent.Run(ctx, agent.Options{
+			ServerURL: c.Server.URL, JoinURL: c.JoinURL, Token: c.Token.String(),
+			DataDir: t.TempDir(), NodeName: "auto-1", RuntimeName: agent.RuntimeAuto, K2Binary: fakeK2,
+			NodeIP: "192.0.2.10", Ready: ready,
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-errc:
+		t.Fatalf("agent: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("agent not ready after 1m")
+	}
+	n, err := c.Kube.CoreV1().Nodes().Get(ctx, "auto-1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := n.Annotations[agent.AnnotationRuntimeReason]
+	if n.Labels[agent.LabelRuntime] != agent.RuntimeSim || !strings.Contains(reason, "containerd-shim-runc-v2") {
+		t.Errorf("node runtime %q, reason %q; want sim because the shim is missing", n.Labels[agent.LabelRuntime], reason)
+	}
+
+	err = agent.Run(ctx, agent.Options{
+		ServerURL: c.Server.URL, JoinURL: c.JoinURL, Token: c.Token.String(),
+		DataDir: t.TempDir(), NodeName: "kubelet-1", RuntimeName: agent.RuntimeKubelet, K2Binary: fakeK2, NodeIP: "192.0.2.11",
+	})
+	if err == nil || !strings.Contains(err.Error(), "containerd-shim-runc-v2 not found") {
+		t.Errorf("--runtime kubelet without a shim: %v", err)
+	}
+}

@@ -102,7 +102,10 @@ type NodeStatus struct {
 	Name    string `json:"name"`
 	Ready   bool   `json:"ready"`
 	Runtime string `json:"runtime,omitempty"`
-	Pool    string `json:"pool,omitempty"`
+	// RuntimeReason says why the node simulates pods when real ones were
+	// wanted (the agent's k2.dev/runtime-reason annotation).
+	RuntimeReason string `json:"runtimeReason,omitempty"`
+	Pool          string `json:"pool,omitempty"`
 }
 
 // AppStatus is one App of the cluster.
@@ -152,7 +155,8 @@ func GetStatus(ctx context.Context, s *state.Store, home, env string) (*Status, 
 		return st, nil
 	}
 	for _, n := range nodes.Items {
-		ns := NodeStatus{Name: n.Name, Ready: nodeReady(&n), Runtime: n.Labels["k2.dev/runtime"], Pool: n.Labels["k2.dev/pool"]}
+		ns := NodeStatus{Name: n.Name, Ready: nodeReady(&n), Runtime: n.Labels["k2.dev/runtime"], Pool: n.Labels["k2.dev/pool"],
+			RuntimeReason: n.Annotations["k2.dev/runtime-reason"]}
 		if !ns.Ready {
 			st.Problems = append(st.Problems, "node "+n.Name+" not ready")
 		}

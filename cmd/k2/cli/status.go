@@ -59,8 +59,17 @@ func writeStatus(w io.Writer, st *cluster.Status) error {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Pool, m.State, m.ProviderID)
 	}
 	fmt.Fprintln(t, "\nNODE\tREADY\tRUNTIME\tPOOL")
+	var reasons []string
 	for _, n := range st.Nodes {
-		fmt.Fprintf(t, "%s\t%v\t%s\t%s\n", n.Name, n.Ready, n.Runtime, n.Pool)
+		rt := n.Runtime
+		if n.RuntimeReason != "" {
+			rt += " (*)"
+			reasons = append(reasons, n.Name+": "+n.RuntimeReason)
+		}
+		fmt.Fprintf(t, "%s\t%v\t%s\t%s\n", n.Name, n.Ready, rt, n.Pool)
+	}
+	for _, r := range reasons {
+		fmt.Fprintf(t, "(*) simulated pods on %s\n", r)
 	}
 	fmt.Fprintln(t, "\nAPP\tREADY\tREPLICAS\tURL")
 	for _, a := range st.Apps {
