@@ -101,7 +101,7 @@ func podStartLatencies(b *testing.B, cs kubernetes.Interface, image string, n in
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: corev1.PodSpec{
-				Containers: []corev1.Container{{Name: "c", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}},
+				Containers:                    []corev1.Container{{Name: "c", Image: image, ImagePullPolicy: corev1.PullIfNotPresent}},
 				TerminationGracePeriodSeconds: new(int64),
 			},
 		}

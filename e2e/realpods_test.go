@@ -65,18 +65,25 @@ func TestRealPodsLocal(t *testing.T) {
 	imagetest.Push(t, imagetest.HTTPServerImage(t), image)
 	home := t.TempDir()
 	realPodsArtifact(t, home, image, "realpods:v1")
+	deployRealPods(t, home, "dev", "realpods:v1", image)
+}
+
+// deployRealPods deploys tag to env with the local provider, checks the
+// real pods (checkRealPods), destroys the environment and checks that
+// nothing is left (checkNothingLeft).
+func deployRealPods(t *testing.T, home, env, tag, image string) {
+	t.Helper()
 	t.Cleanup(func() {
-		if _, err := os.Stat(filepath.Join(home, "clusters", "dev", "cluster.json")); err == nil {
-			k2(t, home, "destroy", "dev", "--yes")
+		if _, err := os.Stat(filepath.Join(home, "clusters", env, "cluster.json")); err == nil {
+			k2(t, home, "destroy", env, "--yes")
 		}
 	})
 	start := time.Now()
-	mustK2(t, home, "deploy", "realpods:v1", "--provider", "local", "--env", "dev")
+	mustK2(t, home, "deploy", tag, "--provider", "local", "--env", env)
 	t.Logf("deploy to App ready: %s", time.Since(start).Round(time.Millisecond))
-	checkRealPods(t, home, "dev", image)
-
-	mustK2(t, home, "destroy", "dev", "--yes")
-	checkNothingLeft(t, home, "dev")
+	checkRealPods(t, home, env, image)
+	mustK2(t, home, "destroy", env, "--yes")
+	checkNothingLeft(t, home, env)
 }
 
 // TestRealPodsAirgap is TestRealPodsLocal without a registry at deploy:
@@ -91,17 +98,7 @@ func TestRealPodsAirgap(t *testing.T) {
 	home := t.TempDir()
 	realPodsArtifact(t, home, image, "airgap:v1", "--vendor-images")
 	reg.Close() // airgap from here on
-	t.Cleanup(func() {
-		if _, err := os.Stat(filepath.Join(home, "clusters", "air", "cluster.json")); err == nil {
-			k2(t, home, "destroy", "air", "--yes")
-		}
-	})
-	start := time.Now()
-	mustK2(t, home, "deploy", "airgap:v1", "--provider", "local", "--env", "air")
-	t.Logf("airgapped deploy to App ready: %s", time.Since(start).Round(time.Millisecond))
-	checkRealPods(t, home, "air", image)
-	mustK2(t, home, "destroy", "air", "--yes")
-	checkNothingLeft(t, home, "air")
+	deployRealPods(t, home, "air", "airgap:v1", image)
 }
 
 // checkRealPods checks the running cluster: kubelet nodes, pods on

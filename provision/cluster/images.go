@@ -14,6 +14,7 @@ import (
 
 	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/join"
+	"k2.dev/k2/internal/output"
 	"k2.dev/k2/provision/engine"
 	"k2.dev/k2/provision/pki"
 )
@@ -131,9 +132,9 @@ func pushImages(ctx context.Context, src imageSource, t imageTarget, progress fu
 		if err != nil {
 			return err
 		}
-		progress(percent(done, total), fmt.Sprintf("uploading image %s (%s)", im.Ref, humanBytes(im.Size)))
+		progress(percent(done, total), fmt.Sprintf("uploading image %s (%s)", im.Ref, output.Bytes(im.Size)))
 		pr := &progressReader{r: rc, every: time.Second, report: func(n int64) {
-			progress(percent(done+n, total), fmt.Sprintf("uploading image %s: %s of %s", im.Ref, humanBytes(n), humanBytes(im.Size)))
+			progress(percent(done+n, total), fmt.Sprintf("uploading image %s: %s of %s", im.Ref, output.Bytes(n), output.Bytes(im.Size)))
 		}}
 		err = join.UploadImage(ctx, t.url, t.caPEM, t.admin, im.Ref, im.Digest, im.Size, pr)
 		rc.Close()
@@ -143,7 +144,7 @@ func pushImages(ctx context.Context, src imageSource, t imageTarget, progress fu
 		done += im.Size
 		uploaded++
 	}
-	progress(100, fmt.Sprintf("%d of %d vendored images uploaded, %d already there (%s in all)", uploaded, len(ims), len(ims)-uploaded, humanBytes(total)))
+	progress(100, fmt.Sprintf("%d of %d vendored images uploaded, %d already there (%s in all)", uploaded, len(ims), len(ims)-uploaded, output.Bytes(total)))
 	return nil
 }
 
@@ -174,18 +175,4 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.last = now
 	}
 	return n, err
-}
-
-// humanBytes formats a size as "12.3 MiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

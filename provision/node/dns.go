@@ -147,7 +147,7 @@ func (d *DNS) Answer(ctx context.Context, query []byte, max int) []byte {
 	}
 	name := strings.ToLower(q.Name.String())
 	if !strings.HasSuffix(name, "."+d.Domain) && name != d.Domain {
-		return d.forward(ctx, query, h.ID)
+		return d.forward(ctx, query, h, q)
 	}
 	ips, found := d.lookup(name)
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
@@ -219,7 +219,7 @@ func (d *DNS) lookup(name string) (ips []netip.Addr, found bool) {
 
 // forward relays a query to the first upstream that answers; without one
 // the answer is SERVFAIL.
-func (d *DNS) forward(ctx context.Context, query []byte, id uint16) []byte {
+func (d *DNS) forward(ctx context.Context, query []byte, h dnsmessage.Header, q dnsmessage.Question) []byte {
 	for _, u := range d.Upstreams {
 		c, err := (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, "udp", u)
 		if err != nil {
@@ -235,16 +235,7 @@ func (d *DNS) forward(ctx context.Context, query []byte, id uint16) []byte {
 		}
 		c.Close()
 	}
-	var p dnsmessage.Parser
-	h, err := p.Start(query)
-	if err != nil {
-		return nil
-	}
-	q, err := p.Question()
-	if err != nil {
-		return nil
-	}
-	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: id, Response: true, RCode: dnsmessage.RCodeServerFailure, RecursionDesired: h.RecursionDesired})
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, RCode: dnsmessage.RCodeServerFailure, RecursionDesired: h.RecursionDesired})
 	_ = b.StartQuestions()
 	_ = b.Question(q)
 	out, _ := b.Finish()

@@ -39,7 +39,7 @@ digest, layer count and total size.
 				tw := output.Table(w)
 				fmt.Fprintln(tw, "REF\tDIGEST\tLAYERS\tSIZE")
 				for _, i := range imgs {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", i.Ref, shortDigest(i.Digest), i.Layers, humanBytes(i.Size))
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", i.Ref, shortDigest(i.Digest), i.Layers, output.Bytes(i.Size))
 				}
 				return tw.Flush()
 			})
@@ -72,18 +72,4 @@ func shortDigest(d string) string {
 		return d[len(p) : len(p)+12]
 	}
 	return d
-}
-
-// humanBytes formats n bytes as B, KiB, MiB or GiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGT"[exp])
 }

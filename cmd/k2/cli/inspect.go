@@ -80,7 +80,7 @@ func printSummary(w io.Writer, s artifact.Summary) error {
 	p("Ref:         %s\n", s.Ref)
 	p("Digest:      %s\n", s.Digest)
 	p("Kubernetes:  %s\n", orNone(s.Kubernetes))
-	p("Size:        %s (%d layers)\n", humanBytes(s.Size), len(s.Layers))
+	p("Size:        %s (%d layers)\n", output.Bytes(s.Size), len(s.Layers))
 	if s.AllowBeta {
 		p("Allow beta:  yes (alpha/beta API versions were allowed at build)\n")
 	}
@@ -140,14 +140,14 @@ func printSummary(w io.Writer, s artifact.Summary) error {
 	}
 	section("Layers:", "  NAME\tKIND\tSIZE\tOBJECTS\tDIGEST\tFROM")
 	for _, l := range s.Layers {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Kind, humanBytes(l.Size), l.Objects, shortDigest(l.Digest), dash(l.From))
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%s\t%s\n", l.Name, l.Kind, output.Bytes(l.Size), l.Objects, shortDigest(l.Digest), dash(l.From))
 	}
 	// Images (k2 build --vendor-images stores them; see docs/artifact.md).
 	section("Images:", "  IMAGE\tVENDORED\tSIZE\tDIGEST\tUSED BY")
 	for _, im := range s.Images {
 		vendored, size := "no", "-"
 		if im.Vendored {
-			vendored, size = "yes", humanBytes(im.Size)
+			vendored, size = "yes", output.Bytes(im.Size)
 		}
 		used := strings.Join(im.Sources, "; ")
 		if im.From != "" {
