@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pgServer is a throwaway PostgreSQL started by a test: its own cluster in a
+// temp directory, trust auth for the superuser "k2", listening on a free
+// 127.0.0.1 port and a unix socket in that directory.
+type pgServer struct {
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+}
+
+// pgTools finds PostgreSQL's initdb and postgres (on PATH, else Debian's
+// versioned directory) and psql, or skips the test.
+func pgTools(t testing.TB) (initdb, postgres, psql string) {
+	t.Helper()
+	find := func(name string) string {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+		m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+		if len(m) > 0 {
+			return m[len(m)-1]
+		}
+		return ""
+	}
+	initdb, postgres, psql = find("initdb"), find("postgres"), find("psql")
+	if initdb == "" || postgres == "" || psql == "" {
+		t.Skipf("PostgreSQL not installed (initdb %q, postgres %q, psql %q); apt-get install postgresql", initdb, postgres, psql)
+	}
+	return initdb, postgres, psql
+}
+
+// pgCredential is who runs initdb and postgres: the current user, or, as
+// root (which postgres refuses), the "postgres" system user, else nobody.
+func pgCredential(t testing.TB) *syscall.Credential {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	}
+	t.Skip("running as root and neither a postgres nor a nobody user exists to run PostgreSQL as")
+	return nil
+}
+
+// startPostgres initialises a cluster and starts postgres; it returns once
+// the server accepts connections and stops it (fast shutdown, then SIGKILL
+// to its whole process group) when the test ends.
+func startPostgres(t testing.TB) *pgServer {
+	t.Helper()
+	initdb, postgres, _ := pgTools(t)
+	cred := pgCredential(t)
+	// Not t.TempDir(): as root the server runs as another user, who cannot
+	// enter the testing package's 0700 root-owned parent directory.
+	dir, err := os.MkdirTemp("", "k2-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if cred != nil {
+		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
+		return cmd
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := run(initdb, "-D", data, "--auth=trust", "-U", "k2", "-E", "UTF8", "--no-locale", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	p := &pgServer{Port: freePort(t), Dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = run(postgres, "-D", data, "-k", dir, "-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1")
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		pgid := p.cmd.Process.Pid
+		syscall.Kill(pgid, syscall.SIGINT) // fast shutdown: ends the backends, removes shared memory
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			t.Logf("postgres did not stop within 15s of SIGINT; killing its process group")
+		}
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-p.done
+	})
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(p.log.String(), "database system is ready to accept connections") {
+		select {
+		case <-p.done:
+			t.Fatalf("postgres exited before ready:\n%s", p.log.String())
+		case <-deadline:
+			t.Fatalf("postgres not ready after 30s:\n%s", p.log.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return p
+}
+
+// Endpoint is the --datastore-endpoint for database db on this server.
+func (p *pgServer) Endpoint(db string) string {
+	return fmt.Sprintf("postgres://k2@127.0.0.1:%d/%s?sslmode=disable", p.Port, db)
+}
+
+// psql runs one query in database db with psql over TCP and returns the
+// unaligned, tuples-only result.
+func (p *pgServer) psql(t testing.TB, db, query string) string {
+	t.Helper()
+	_, _, psql := pgTools(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, psql, "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "k2", "-d", db,
+		"-X", "-v", "ON_ERROR_STOP=1", "-Atc", query)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("psql -d %s -c %q: %v\n%s", db, query, err, errb.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// pgCount runs a count query and returns the number.
+func (p *pgServer) pgCount(t testing.TB, db, query string) int {
+	t.Helper()
+	s := p.psql(t, db, query)
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%s: not a count: %q", query, s)
+	}
+	return n
+}
+
+// TestServerOnPostgres runs `k2 server --datastore-endpoint postgres://…`
+// against a real PostgreSQL: kine creates the database and its table, the
+// real kubectl lists namespaces and applies a workload whose Deployment gets
+// a ReplicaSet and Pods from the in-process controllers, the objects are rows
+// in Postgres (and no SQLite file is made), and a clean restart on the same
+// data directory and endpoint finds them again.
+func TestServerOnPostgres(t *testing.T) {
+	pg := startPostgres(t)
+	const db = "k2_e2e" // does not exist yet: kine creates it
+	if n := pg.pgCount(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+db+"'"); n != 0 {
+		t.Fatalf("database %s exists before the server started", db)
+	}
+	dir := t.TempDir()
+	start := time.Now()
+	s := startServer(t, dir, "--datastore-endpoint", pg.Endpoint(db))
+	t.Logf("k2 server on Postgres ready in %s (fresh data dir, fresh database)", time.Since(start).Round(time.Millisecond))
+
+	ns := s.mustKubectl("get", "ns", "-o", "name")
+	for _, want := range []string{"namespace/default", "namespace/kube-system", "namespace/kube-public", "namespace/kube-node-lease"} {
+		if !strings.Contains(ns, want) {
+			t.Errorf("kubectl get ns lacks %s:\n%s", want, ns)
+		}
+	}
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(manifest, []byte(workloadYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.mustKubectl("apply", "-f", manifest)
+	eventually(t, 60*time.Second, "ReplicaSet and 2 Pods from the Deployment", func() error {
+		out, err := s.kubectl("get", "rs,pods", "-l", "app=web", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.Count(out, "replicaset.apps/") != 1 || strings.Count(out, "pod/") != 2 {
+			return fmt.Errorf("got %q", out)
+		}
+		return nil
+	})
+
+	// The objects are in Postgres, in kine's table, in the database kine made.
+	rows := pg.pgCount(t, db, "SELECT count(*) FROM kine")
+	for _, key := range []string{
+		"/registry/configmaps/default/web",
+		"/registry/deployments/default/web",
+		"/registry/services/specs/default/web",
+		"/registry/namespaces/kube-system",
+	} {
+		if n := pg.pgCount(t, db, "SELECT count(*) FROM kine WHERE name = '"+key+"' AND deleted = 0"); n == 0 {
+			t.Errorf("no row for %s in Postgres table kine", key)
+		}
+	}
+	if n := pg.pgCount(t, db, "SELECT count(*) FROM kine WHERE name LIKE '/registry/replicasets/default/web-%'"); n == 0 {
+		t.Errorf("no ReplicaSet row in Postgres: the controller's writes did not land there")
+	}
+	if n := pg.pgCount(t, db, "SELECT count(*) FROM kine WHERE name LIKE '/registry/pods/default/web-%'"); n < 2 {
+		t.Errorf("%d Pod rows in Postgres, want ≥ 2", n)
+	}
+	t.Logf("Postgres table kine in database %s: %d rows after the workload", db, rows)
+	if _, err := os.Stat(filepath.Join(dir, "db", "state.db")); err == nil {
+		t.Errorf("a SQLite datastore was created at %s although the endpoint is Postgres", filepath.Join(dir, "db", "state.db"))
+	}
+
+	s.Stop()
+	start = time.Now()
+	s2 := startServer(t, dir, "--datastore-endpoint", pg.Endpoint(db))
+	t.Logf("restart on the same data dir and database ready in %s", time.Since(start).Round(time.Millisecond))
+	if got := s2.mustKubectl("get", "configmap", "web", "-o", "jsonpath={.data.greeting}"); got != "hello" {
+		t.Errorf("after restart, ConfigMap web greeting = %q, want hello", got)
+	}
+	if out := s2.mustKubectl("get", "deploy,svc", "-o", "name"); !strings.Contains(out, "deployment.apps/web") || !strings.Contains(out, "service/web") {
+		t.Errorf("after restart, the Deployment or Service is missing:\n%s", out)
+	}
+	if after := pg.pgCount(t, db, "SELECT count(*) FROM kine"); after < rows {
+		t.Errorf("kine rows went from %d to %d across the restart", rows, after)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "db")); err == nil {
+		t.Errorf("restart on Postgres created %s", filepath.Join(dir, "db"))
+	}
+	s2.Stop()
+}
+
+// BenchmarkControlPlanePostgres measures `k2 server` on a local PostgreSQL
+// (default settings, so fsync and synchronous_commit are on): time to ready
+// on a fresh database and ConfigMap creates/s from 1 and 50 client-go
+// clients, and the same 50-client load on the default SQLite datastore as a
+// ratio.
+func BenchmarkControlPlanePostgres(b *testing.B) {
+	for range b.N {
+		pg := startPostgres(b)
+		start := time.Now()
+		s := startServer(b, b.TempDir(), "--datastore-endpoint", pg.Endpoint("kubernetes"))
+		ready := time.Since(start)
+		cs := s.Client()
+		one := createLoad(cs, 1, 5*time.Second, "one")
+		fifty := createLoad(cs, 50, 10*time.Second, "fifty")
+		rows := pg.pgCount(b, "kubernetes", "SELECT count(*) FROM kine")
+		s.Stop()
+
+		sq := startServer(b, b.TempDir())
+		sqFifty := createLoad(sq.Client(), 50, 10*time.Second, "fifty")
+		sq.Stop()
+
+		b.ReportMetric(ready.Seconds(), "ready_s")
+		b.ReportMetric(one.rate, "creates/s_1client")
+		b.ReportMetric(fifty.rate, "creates/s_50clients")
+		b.ReportMetric(float64(fifty.p95.Milliseconds()), "p95_ms_50clients")
+		b.ReportMetric(float64(fifty.errors), "errors_50clients")
+		b.ReportMetric(fifty.rate/sqFifty.rate, "postgres/sqlite_50clients")
+		fmt.Printf("k2 server on Postgres: ready %.2fs, 1 client %.0f/s (p50 %s), 50 clients %.0f/s (p95 %s, %d errors), %d kine rows; same 50-client load on SQLite %.0f/s (p95 %s); Postgres/SQLite = %.2f\n",
+			ready.Seconds(), one.rate, one.p50, fifty.rate, fifty.p95, fifty.errors, rows, sqFifty.rate, sqFifty.p95, fifty.rate/sqFifty.rate)
+	}
+}
