@@ -132,7 +132,10 @@ type agentProc struct {
 func startAgent(t *testing.T, home string, args ...string) *agentProc {
 	t.Helper()
 	a := &agentProc{log: &syncBuffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command(k2Bin, append([]string{"agent"}, args...)...)
+	// Several agents on this host's network: simulated pods (real nodes
+	// on one network would clash; the local provider's namespaces are how
+	// they share a host).
+	a.cmd = exec.Command(k2Bin, append([]string{"agent", "--runtime", "sim"}, args...)...)
 	a.cmd.Env = append(os.Environ(), "K2_HOME="+home)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {
@@ -242,7 +245,9 @@ func TestLocalProviderAgainstServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	cfg := sdk.Config(`{}`) // default state dir: $K2_HOME/local
+	// Default state dir ($K2_HOME/local); host network, as the server
+	// listens on 127.0.0.1.
+	cfg := sdk.Config(`{"network": "host"}`)
 	t.Cleanup(func() { deleteAllLocal(t, home, cfg) })
 	t0 := time.Now()
 	resp, err := p.Create(ctx, &sdk.CreateRequest{

@@ -50,6 +50,10 @@ func Preflight(k2, nodeIP string) []string {
 	}
 	if nodeIP == "" {
 		p = append(p, "no non-loopback IPv4 address: the kubelet needs one (logs and exec reach pods through it); give --node-ip")
+	} else if ln, err := net.Listen("tcp", net.JoinHostPort(nodeIP, "10250")); err != nil {
+		p = append(p, fmt.Sprintf("the kubelet port %s:10250 is taken (another node on this network?): give each node its own network namespace (the local provider does) or address", nodeIP))
+	} else {
+		ln.Close()
 	}
 	return p
 }
