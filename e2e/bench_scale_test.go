@@ -44,22 +44,27 @@ import (
 // (default 30s) measures the server's RSS and CPU (% of one core, from
 // /proc), /readyz latency, and whether every node stayed Ready (no Ready
 // transition in the window, none not Ready at its end, oldest node Lease
-// renewal) and every pod stayed Running. "held" is the largest step that
+// renewal younger than the 40 s Lease duration), /readyz always answered ok,
+// and every pod stayed Running. "held" is the largest step that
 // passed all of those. K2_BENCH_SCALE_PROFILE=<dir> also saves the server's
-// heap profile at each step (heap-<nodes>.pb.gz; go tool pprof -top).
+// CPU profile over each window and its heap profile after it
+// (cpu-<nodes>.pb.gz, heap-<nodes>.pb.gz; go tool pprof -top bin/k2 FILE).
 //
 // The agents share the machine with the server: their CPU (this process) is
 // reported too. The server runs with --cluster-cidr 10.128.0.0/12 because
 // the default /16 gives out only 256 node pod ranges.
 //
-// Run it (a few minutes to 500 nodes on 2 cores):
+// Run it (about 6.5 minutes to 500 nodes on this 2-core machine):
 //
 //	make build
 //	K2_E2E=1 K2_BIN=$PWD/bin/k2 go test ./e2e -run '^$' -bench BenchmarkSimScale -benchtime 1x -timeout 60m
 //
-// and the full ramp (about 20 minutes here):
+// and the full ramp to 1000 nodes (about 13 minutes here):
 //
 //	K2_E2E=1 K2_BIN=$PWD/bin/k2 K2_BENCH_SCALE_MAX=1000 go test ./e2e -run '^$' -bench BenchmarkSimScale -benchtime 1x -timeout 90m
+//
+// Most of each step is the controller manager creating pods at its client
+// rate limit (about 20 pods/s), not the nodes joining.
 func BenchmarkSimScale(b *testing.B) {
 	maxNodes := 500
 	if v := os.Getenv("K2_BENCH_SCALE_MAX"); v != "" {
@@ -100,6 +105,9 @@ func scaleSteps(max int) []int {
 const (
 	podsPerNode = 10
 	scaleNS     = "scale"
+	// leaseDuration is the agents' Lease duration: a Lease older than this
+	// at the end of a window means a heartbeat was lost.
+	leaseDuration = 40 * time.Second
 )
 
 // scaleStep is what one step of the ramp measured.
@@ -109,6 +117,7 @@ type scaleStep struct {
 	RSS, Anon      float64       // server MB at the end of the window
 	RSSMax         float64       // server VmHWM so far, MB
 	CPU, AgentCPU  float64       // % of one core over the window: server, this process
+	HostCPU        float64       // % of one core over the window: the whole machine (all cores)
 	ReadyzP50      time.Duration
 	ReadyzP99      time.Duration
 	ReadyzMax      time.Duration
@@ -184,6 +193,7 @@ func runSimScale(b *testing.B, steps []int, window time.Duration, profileDir str
 	b.ReportMetric(last.RSS, "server_rss_MB")
 	b.ReportMetric(last.CPU, "server_cpu_pct")
 	b.ReportMetric(last.AgentCPU, "agents_cpu_pct")
+	b.ReportMetric(last.HostCPU, "host_cpu_pct")
 	b.ReportMetric(float64(last.ReadyzP99.Microseconds())/1000, "readyz_p99_ms")
 	b.ReportMetric(wall.Seconds(), "wall_s")
 }
@@ -227,9 +237,15 @@ func measureStep(ctx context.Context, b *testing.B, s *server, cs *kubernetes.Cl
 	progress("%d pods Running in %s; steady window %s", st.Pods, st.Schedule.Round(time.Second), window)
 
 	// The window: CPU of both processes, /readyz every 500 ms, RSS at the end.
+	cpuProf := make(chan error, 1)
+	if profileDir != "" {
+		go func() {
+			cpuProf <- saveProfile(s, profileDir, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(window.Seconds())), fmt.Sprintf("cpu-%d.pb.gz", st.Nodes))
+		}()
+	}
 	pid := s.cmd.Process.Pid
 	warn0 := f.warn.total()
-	srv0, self0 := cpuTicks(b, pid), cpuTicks(b, os.Getpid())
+	srv0, self0, host0 := cpuTicks(b, pid), cpuTicks(b, os.Getpid()), hostBusyTicks(b)
 	w0 := time.Now()
 	var lats []time.Duration
 	for time.Since(w0) < window {
@@ -245,7 +261,8 @@ func measureStep(ctx context.Context, b *testing.B, s *server, cs *kubernetes.Cl
 		time.Sleep(500 * time.Millisecond)
 	}
 	wall := time.Since(w0).Seconds()
-	srv1, self1 := cpuTicks(b, pid), cpuTicks(b, os.Getpid())
+	srv1, self1, host1 := cpuTicks(b, pid), cpuTicks(b, os.Getpid()), hostBusyTicks(b)
+	st.HostCPU = float64(host1-host0) / clockTicks / wall * 100
 	st.CPU = float64(srv1-srv0) / clockTicks / wall * 100
 	st.AgentCPU = float64(self1-self0) / clockTicks / wall * 100
 	st.RSS, st.Anon, st.RSSMax = rssMB(b, pid, "VmRSS:"), rssMB(b, pid, "RssAnon:"), rssMB(b, pid, "VmHWM:")
@@ -294,11 +311,21 @@ func measureStep(ctx context.Context, b *testing.B, s *server, cs *kubernetes.Cl
 	logb, _ := os.ReadFile(filepath.Join(s.DataDir, "logs", "control-plane.log"))
 	st.Locked = strings.Count(string(logb), "database is locked")
 	if profileDir != "" {
-		if err := saveHeap(s, profileDir, st.Nodes); err != nil {
+		if err := <-cpuProf; err != nil {
+			progress("saving the CPU profile: %v", err)
+		}
+		if err := saveProfile(s, profileDir, "/debug/pprof/heap", fmt.Sprintf("heap-%d.pb.gz", st.Nodes)); err != nil {
 			progress("saving the heap profile: %v", err)
 		}
 	}
-	st.Held = len(nodes.Items) == st.Nodes && st.NotReady == 0 && st.Flapped == 0 && st.PodsRunning == st.Pods && st.ReadyzErrors == 0
+	st.Held = len(nodes.Items) == st.Nodes && st.NotReady == 0 && st.Flapped == 0 && st.PodsRunning == st.Pods &&
+		st.ReadyzErrors == 0 && st.LeaseAge < leaseDuration
+	if !st.Held && profileDir != "" {
+		// What the control plane said while it did not hold.
+		if err := os.WriteFile(filepath.Join(profileDir, fmt.Sprintf("control-plane-%d.log", st.Nodes)), logb, 0o644); err != nil {
+			progress("saving the control-plane log: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -450,8 +477,25 @@ func (w *warnCounter) Handle(_ context.Context, r slog.Record) error {
 		}
 		return true
 	})
-	w.add(r.Message, errText)
+	w.add(r.Message+": "+errClass(errText), errText)
 	return nil
+}
+
+// errClass names the kind of an agent's error for the summary.
+func errClass(err string) string {
+	for _, c := range []struct{ sub, class string }{
+		{"too many requests", "429 too many requests"},
+		{"the object has been modified", "409 conflict"},
+		{"not allowed to modify taints", "403 NodeRestriction: taints changed under the agent"},
+		{"context deadline exceeded", "timeout"},
+		{"Timeout", "timeout"},
+		{"connection refused", "connection refused"},
+	} {
+		if strings.Contains(err, c.sub) {
+			return c.class
+		}
+	}
+	return "other"
 }
 
 func (w *warnCounter) note(msg string, err error) { w.add(msg, err.Error()) }
@@ -495,6 +539,24 @@ func cpuTicks(b *testing.B, pid int) int64 {
 	return u + s
 }
 
+// hostBusyTicks is the machine's busy time over all cores (user, nice,
+// system, irq, softirq, steal; not idle or iowait), in clock ticks.
+func hostBusyTicks(b *testing.B) int64 {
+	st, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(st), "\n")
+	var busy int64
+	for i, v := range strings.Fields(line)[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		if i != 3 && i != 4 && i < 8 { // 3 idle, 4 iowait; 8, 9 guest time is already in user
+			busy += n
+		}
+	}
+	return busy
+}
+
 func fileMB(path string) float64 {
 	st, err := os.Stat(path)
 	if err != nil {
@@ -503,26 +565,26 @@ func fileMB(path string) float64 {
 	return float64(st.Size()) / (1 << 20)
 }
 
-// saveHeap saves the server's heap profile from its --debug-addr.
-func saveHeap(s *server, dir string, nodes int) error {
+// saveProfile saves a pprof profile from the server's --debug-addr.
+func saveProfile(s *server, dir, path, name string) error {
 	addr := ""
 	for i, a := range s.cmd.Args {
 		if a == "--debug-addr" && i+1 < len(s.cmd.Args) {
 			addr = s.cmd.Args[i+1]
 		}
 	}
-	resp, err := http.Get("http://" + addr + "/debug/pprof/heap")
+	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /debug/pprof/heap: %s", resp.Status)
+		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	out, err := os.Create(filepath.Join(dir, fmt.Sprintf("heap-%d.pb.gz", nodes)))
+	out, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
 		return err
 	}
@@ -542,27 +604,27 @@ func (st scaleStep) summary() string {
 	if st.Err != "" && st.CPU == 0 {
 		return "FAILED: " + st.Err
 	}
-	return fmt.Sprintf("held=%v rss=%.0fMB cpu=%.0f%% agents_cpu=%.0f%% readyz p99=%s notReady=%d flapped=%d leaseAge=%s warnings=%d running=%d/%d",
-		st.Held, st.RSS, st.CPU, st.AgentCPU, st.ReadyzP99.Round(time.Millisecond), st.NotReady, st.Flapped, st.LeaseAge.Round(time.Second), st.HBWarnings, st.PodsRunning, st.Pods)
+	return fmt.Sprintf("held=%v rss=%.0fMB cpu=%.0f%% agents_cpu=%.0f%% host_cpu=%.0f%% readyz p99=%s errors=%d notReady=%d flapped=%d leaseAge=%s warnings=%d running=%d/%d",
+		st.Held, st.RSS, st.CPU, st.AgentCPU, st.HostCPU, st.ReadyzP99.Round(time.Millisecond), st.ReadyzErrors, st.NotReady, st.Flapped, st.LeaseAge.Round(time.Second), st.HBWarnings, st.PodsRunning, st.Pods)
 }
 
 func printScaleTable(w io.Writer, results []scaleStep, window time.Duration, wall time.Duration, f *simFleet) {
 	fmt.Fprintf(w, "\nk2 server with sim nodes (10 pods each, heartbeat 10s), steady window %s, run wall time %s\n", window, wall.Round(time.Second))
-	fmt.Fprintf(w, "%6s %6s %7s %7s %8s %8s %8s %6s %8s %8s %8s %8s %4s %4s %6s %5s %6s %6s %5s %s\n",
-		"nodes", "pods", "join", "pods", "rss_MB", "anon_MB", "hwm_MB", "cpu%", "agent%", "rdz_p50", "rdz_p99", "rdz_max",
+	fmt.Fprintf(w, "%5s %6s %5s %5s %6s %6s %6s %5s %6s %5s %8s %8s %8s %4s %4s %4s %5s %4s %6s %6s %4s %s\n",
+		"nodes", "pods", "join", "pods", "rss_MB", "anonMB", "hwm_MB", "cpu%", "agent%", "host%", "rdz_p50", "rdz_p99", "rdz_max", "rErr",
 		"nRdy", "flap", "lease", "warn", "run", "db_MB", "lock", "held")
 	for _, r := range results {
 		if r.Err != "" && r.CPU == 0 {
-			fmt.Fprintf(w, "%6d %6d  FAILED: %s\n", r.Nodes, r.Pods, r.Err)
+			fmt.Fprintf(w, "%5d %6d  FAILED: %s\n", r.Nodes, r.Pods, r.Err)
 			continue
 		}
 		ms := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
-		fmt.Fprintf(w, "%6d %6d %6.0fs %6.0fs %8.0f %8.0f %8.0f %6.0f %8.0f %8s %8s %8s %4d %4d %5.0fs %5d %6d %6.1f %5d %v\n",
-			r.Nodes, r.Pods, r.Join.Seconds(), r.Schedule.Seconds(), r.RSS, r.Anon, r.RSSMax, r.CPU, r.AgentCPU,
-			ms(r.ReadyzP50), ms(r.ReadyzP99), ms(r.ReadyzMax), r.NotReady, r.Flapped, r.LeaseAge.Seconds(), r.HBWarnings,
+		fmt.Fprintf(w, "%5d %6d %4.0fs %4.0fs %6.0f %6.0f %6.0f %5.0f %6.0f %5.0f %8s %8s %8s %4d %4d %4d %4.0fs %4d %6d %6.1f %4d %v\n",
+			r.Nodes, r.Pods, r.Join.Seconds(), r.Schedule.Seconds(), r.RSS, r.Anon, r.RSSMax, r.CPU, r.AgentCPU, r.HostCPU,
+			ms(r.ReadyzP50), ms(r.ReadyzP99), ms(r.ReadyzMax), r.ReadyzErrors, r.NotReady, r.Flapped, r.LeaseAge.Seconds(), r.HBWarnings,
 			r.PodsRunning, r.DBMB, r.Locked, r.Held)
 		if r.Err != "" {
-			fmt.Fprintf(w, "       error: %s\n", r.Err)
+			fmt.Fprintf(w, "      error: %s\n", r.Err)
 		}
 	}
 	held := 0
@@ -580,9 +642,10 @@ func printScaleTable(w io.Writer, results []scaleStep, window time.Duration, wal
 	}
 	sort.Strings(msgs)
 	for _, m := range msgs {
-		fmt.Fprintf(w, "agent warnings over the run: %d × %q (first: %s)\n", f.warn.byMsg[m], m, f.warn.example[m])
+		fmt.Fprintf(w, "agent warnings over the run: %5d × %s (first: %s)\n", f.warn.byMsg[m], m, f.warn.example[m])
 	}
-	fmt.Fprintln(w, "columns: join/pods = time for the step's new nodes to be Ready / new pods to be Running; rss/anon = server VmRSS/RssAnon at the window's end, hwm = VmHWM;"+
-		" cpu% / agent% = % of one core over the window for the server / this process (the agents); rdz = /readyz latency; nRdy = nodes not Ready at the end;"+
-		" flap = nodes whose Ready changed in the window; lease = oldest Lease renewal; warn = agent warnings in the window; run = Running pods; lock = 'database is locked' so far")
+	fmt.Fprintln(w, "columns: join/pods = time for the step's new nodes to be Ready / new pods to be Running; rss/anonMB = server VmRSS/RssAnon at the window's end, hwm = VmHWM;"+
+		" cpu%, agent%, host% = % of one core over the window: the server, this process (the agents), the whole machine (all cores, so others = host - cpu - agent);"+
+		" rdz = /readyz latency, rErr = failed /readyz; nRdy = nodes not Ready at the end; flap = nodes whose Ready changed in the window;"+
+		" lease = oldest Lease renewal; warn = agent warnings in the window; run = Running pods; lock = 'database is locked' so far")
 }
