@@ -67,10 +67,11 @@ func pgCredential(t testing.TB) *syscall.Credential {
 	return nil
 }
 
-// startPostgres initialises a cluster and starts postgres; it returns once
-// the server accepts connections and stops it (fast shutdown, then SIGKILL
-// to its whole process group) when the test ends.
-func startPostgres(t testing.TB) *pgServer {
+// startPostgres initialises a cluster and starts postgres with extra
+// settings (name=value, as for postgres -c); it returns once the server
+// accepts connections and stops it (fast shutdown, then SIGKILL to its whole
+// process group) when the test ends.
+func startPostgres(t testing.TB, settings ...string) *pgServer {
 	t.Helper()
 	initdb, postgres, _ := pgTools(t)
 	cred := pgCredential(t)
@@ -98,7 +99,11 @@ func startPostgres(t testing.TB) *pgServer {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	p := &pgServer{Port: freePort(t), Dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = run(postgres, "-D", data, "-k", dir, "-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1")
+	args := []string{"-D", data, "-k", dir, "-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1"}
+	for _, s := range settings {
+		args = append(args, "-c", s)
+	}
+	p.cmd = run(postgres, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -173,10 +178,18 @@ func TestServerOnPostgres(t *testing.T) {
 	if n := pg.pgCount(t, "postgres", "SELECT count(*) FROM pg_database WHERE datname = '"+db+"'"); n != 0 {
 		t.Fatalf("database %s exists before the server started", db)
 	}
+	checkServerOnSQL(t, "Postgres", pg.Endpoint(db), func(query string) int { return pg.pgCount(t, db, query) })
+}
+
+// checkServerOnSQL is the body of the tests of `k2 server` on an external
+// SQL database through kine: endpoint is the --datastore-endpoint and count
+// runs a count query in the database kine uses.
+func checkServerOnSQL(t *testing.T, dbName, endpoint string, count func(query string) int) {
+	t.Helper()
 	dir := t.TempDir()
 	start := time.Now()
-	s := startServer(t, dir, "--datastore-endpoint", pg.Endpoint(db))
-	t.Logf("k2 server on Postgres ready in %s (fresh data dir, fresh database)", time.Since(start).Round(time.Millisecond))
+	s := startServer(t, dir, "--datastore-endpoint", endpoint)
+	t.Logf("k2 server on %s ready in %s (fresh data dir, fresh database)", dbName, time.Since(start).Round(time.Millisecond))
 
 	ns := s.mustKubectl("get", "ns", "-o", "name")
 	for _, want := range []string{"namespace/default", "namespace/kube-system", "namespace/kube-public", "namespace/kube-node-lease"} {
@@ -200,32 +213,32 @@ func TestServerOnPostgres(t *testing.T) {
 		return nil
 	})
 
-	// The objects are in Postgres, in kine's table, in the database kine made.
-	rows := pg.pgCount(t, db, "SELECT count(*) FROM kine")
+	// The objects are rows of kine's table in the external database.
+	rows := count("SELECT count(*) FROM kine")
 	for _, key := range []string{
 		"/registry/configmaps/default/web",
 		"/registry/deployments/default/web",
 		"/registry/services/specs/default/web",
 		"/registry/namespaces/kube-system",
 	} {
-		if n := pg.pgCount(t, db, "SELECT count(*) FROM kine WHERE name = '"+key+"' AND deleted = 0"); n == 0 {
-			t.Errorf("no row for %s in Postgres table kine", key)
+		if n := count("SELECT count(*) FROM kine WHERE name = '" + key + "' AND deleted = 0"); n == 0 {
+			t.Errorf("no row for %s in %s table kine", key, dbName)
 		}
 	}
-	if n := pg.pgCount(t, db, "SELECT count(*) FROM kine WHERE name LIKE '/registry/replicasets/default/web-%'"); n == 0 {
-		t.Errorf("no ReplicaSet row in Postgres: the controller's writes did not land there")
+	if n := count("SELECT count(*) FROM kine WHERE name LIKE '/registry/replicasets/default/web-%'"); n == 0 {
+		t.Errorf("no ReplicaSet row in %s: the controller's writes did not land there", dbName)
 	}
-	if n := pg.pgCount(t, db, "SELECT count(*) FROM kine WHERE name LIKE '/registry/pods/default/web-%'"); n < 2 {
-		t.Errorf("%d Pod rows in Postgres, want ≥ 2", n)
+	if n := count("SELECT count(*) FROM kine WHERE name LIKE '/registry/pods/default/web-%'"); n < 2 {
+		t.Errorf("%d Pod rows in %s, want ≥ 2", n, dbName)
 	}
-	t.Logf("Postgres table kine in database %s: %d rows after the workload", db, rows)
+	t.Logf("%s table kine: %d rows after the workload", dbName, rows)
 	if _, err := os.Stat(filepath.Join(dir, "db", "state.db")); err == nil {
-		t.Errorf("a SQLite datastore was created at %s although the endpoint is Postgres", filepath.Join(dir, "db", "state.db"))
+		t.Errorf("a SQLite datastore was created at %s although the endpoint is %s", filepath.Join(dir, "db", "state.db"), dbName)
 	}
 
 	s.Stop()
 	start = time.Now()
-	s2 := startServer(t, dir, "--datastore-endpoint", pg.Endpoint(db))
+	s2 := startServer(t, dir, "--datastore-endpoint", endpoint)
 	t.Logf("restart on the same data dir and database ready in %s", time.Since(start).Round(time.Millisecond))
 	if got := s2.mustKubectl("get", "configmap", "web", "-o", "jsonpath={.data.greeting}"); got != "hello" {
 		t.Errorf("after restart, ConfigMap web greeting = %q, want hello", got)
@@ -233,23 +246,29 @@ func TestServerOnPostgres(t *testing.T) {
 	if out := s2.mustKubectl("get", "deploy,svc", "-o", "name"); !strings.Contains(out, "deployment.apps/web") || !strings.Contains(out, "service/web") {
 		t.Errorf("after restart, the Deployment or Service is missing:\n%s", out)
 	}
-	if after := pg.pgCount(t, db, "SELECT count(*) FROM kine"); after < rows {
+	if after := count("SELECT count(*) FROM kine"); after < rows {
 		t.Errorf("kine rows went from %d to %d across the restart", rows, after)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "db")); err == nil {
-		t.Errorf("restart on Postgres created %s", filepath.Join(dir, "db"))
+		t.Errorf("restart on %s created %s", dbName, filepath.Join(dir, "db"))
 	}
 	s2.Stop()
 }
 
-// BenchmarkControlPlanePostgres measures `k2 server` on a local PostgreSQL
-// (default settings, so fsync and synchronous_commit are on): time to ready
-// on a fresh database and ConfigMap creates/s from 1 and 50 client-go
-// clients, and the same 50-client load on the default SQLite datastore as a
-// ratio.
+// BenchmarkControlPlanePostgres measures `k2 server` on a local PostgreSQL:
+// time to ready on a fresh database and ConfigMap creates/s from 1 and 50
+// client-go clients, and the same 50-client load on the default SQLite
+// datastore as a ratio. Postgres runs with its default settings (fsync and
+// synchronous_commit on, so every commit waits for a WAL flush, where k2's
+// SQLite syncs at checkpoints); K2_BENCH_PG_SETTINGS adds comma-separated
+// settings, e.g. synchronous_commit=off.
 func BenchmarkControlPlanePostgres(b *testing.B) {
+	var settings []string
+	if v := os.Getenv("K2_BENCH_PG_SETTINGS"); v != "" {
+		settings = strings.Split(v, ",")
+	}
 	for range b.N {
-		pg := startPostgres(b)
+		pg := startPostgres(b, settings...)
 		start := time.Now()
 		s := startServer(b, b.TempDir(), "--datastore-endpoint", pg.Endpoint("kubernetes"))
 		ready := time.Since(start)
@@ -269,7 +288,7 @@ func BenchmarkControlPlanePostgres(b *testing.B) {
 		b.ReportMetric(float64(fifty.p95.Milliseconds()), "p95_ms_50clients")
 		b.ReportMetric(float64(fifty.errors), "errors_50clients")
 		b.ReportMetric(fifty.rate/sqFifty.rate, "postgres/sqlite_50clients")
-		fmt.Printf("k2 server on Postgres: ready %.2fs, 1 client %.0f/s (p50 %s), 50 clients %.0f/s (p95 %s, %d errors), %d kine rows; same 50-client load on SQLite %.0f/s (p95 %s); Postgres/SQLite = %.2f\n",
-			ready.Seconds(), one.rate, one.p50, fifty.rate, fifty.p95, fifty.errors, rows, sqFifty.rate, sqFifty.p95, fifty.rate/sqFifty.rate)
+		fmt.Printf("k2 server on Postgres %v: ready %.2fs, 1 client %.0f/s (p50 %s), 50 clients %.0f/s (p95 %s, %d errors), %d kine rows; same 50-client load on SQLite %.0f/s (p95 %s); Postgres/SQLite = %.2f\n",
+			settings, ready.Seconds(), one.rate, one.p50, fifty.rate, fifty.p95, fifty.errors, rows, sqFifty.rate, sqFifty.p95, fifty.rate/sqFifty.rate)
 	}
 }
