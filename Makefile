@@ -48,15 +48,15 @@ test-unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 15s ./artifact/k8sfile
 
-test-e2e: bin/k2
+test-e2e: build
 	K2_E2E=1 K2_BIN=$(CURDIR)/bin/k2 $(GO) test -count=1 -timeout 40m -v $(E2E_PKGS)
 
-bench: bin/k2
+bench: build
 	K2_BIN=$(CURDIR)/bin/k2 $(GO) test -ldflags '$(K8S_LDFLAGS)' -run '^$$' -bench . -benchtime 1x ./...
 
 ## demo: the README's first command — build examples/hello, push it to a
 ## registry served in-process by k2, pull it back and inspect it.
-demo: bin/k2
+demo: build
 	./scripts/demo.sh
 
 clean:
