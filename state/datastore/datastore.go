@@ -87,7 +87,9 @@ func Start(ctx context.Context, cfg Config) (*Datastore, error) {
 		}
 		ep = SQLiteEndpoint(cfg.DataDir)
 		d.DBPath = filepath.Join(cfg.DataDir, "db", DBFile)
-	} else if u, err := url.Parse(ep); err != nil || u.Scheme == "" {
+	} else if scheme, _, ok := strings.Cut(ep, "://"); !ok || !validScheme(scheme) {
+		// Only the scheme is checked: kine's DSNs are not all URLs
+		// (mysql://user:pass@tcp(host:3306)/db is go-sql-driver's form).
 		return nil, fmt.Errorf("datastore endpoint %q: want etcd://, postgres://, mysql:// or sqlite://", redact(ep))
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -125,6 +127,14 @@ func Start(ctx context.Context, cfg Config) (*Datastore, error) {
 	return d, nil
 }
 
+func validScheme(s string) bool {
+	switch s {
+	case "etcd", "http", "https", "postgres", "postgresql", "mysql", "sqlite", "nats", "unix":
+		return true
+	}
+	return false
+}
+
 // Stop shuts kine down and waits until the database is closed.
 func (d *Datastore) Stop() {
 	d.cancel()
@@ -158,11 +168,24 @@ func splitEtcd(ep, from, to string) []string {
 
 // redact hides a password in an endpoint URL.
 func redact(ep string) string {
-	u, err := url.Parse(ep)
-	if err != nil || u.User == nil {
+	if u, err := url.Parse(ep); err == nil {
+		if u.User == nil {
+			return ep
+		}
+		return u.Redacted()
+	}
+	// Not a URL (mysql://user:pass@tcp(host:3306)/db): hide what lies
+	// between the first ':' of the user part and the last '@'.
+	scheme, rest, ok := strings.Cut(ep, "://")
+	at := strings.LastIndex(rest, "@")
+	if !ok || at < 0 {
 		return ep
 	}
-	return u.Redacted()
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return ep
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
 }
 
 // slogWriter turns logrus text lines into slog debug records.
