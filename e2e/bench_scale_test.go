@@ -124,6 +124,7 @@ type scaleStep struct {
 	ReadyzErrors   int
 	NotReady       int           // nodes not Ready at the end of the window
 	Flapped        int           // nodes whose Ready condition changed during the window
+	NotReadyEvents int           // NodeNotReady events of nodes so far, ramps included
 	LeaseAge       time.Duration // oldest Lease renewal at the end of the window
 	HBWarnings     int           // agent warnings (lease/status/pod sync) during the window
 	PodsRunning    int
@@ -302,6 +303,11 @@ func measureStep(ctx context.Context, b *testing.B, s *server, cs *kubernetes.Cl
 			st.LeaseAge = now.Sub(l.Spec.RenewTime.Time)
 		}
 	}
+	evs, err := cs.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=Node,reason=NodeNotReady"})
+	if err != nil {
+		return fmt.Errorf("listing events: %w", err)
+	}
+	st.NotReadyEvents = len(evs.Items)
 	running, err := countRunning(ctx, cs)
 	if err != nil {
 		return err
@@ -610,18 +616,18 @@ func (st scaleStep) summary() string {
 
 func printScaleTable(w io.Writer, results []scaleStep, window time.Duration, wall time.Duration, f *simFleet) {
 	fmt.Fprintf(w, "\nk2 server with sim nodes (10 pods each, heartbeat 10s), steady window %s, run wall time %s\n", window, wall.Round(time.Second))
-	fmt.Fprintf(w, "%5s %6s %5s %5s %6s %6s %6s %5s %6s %5s %8s %8s %8s %4s %4s %4s %5s %4s %6s %6s %4s %s\n",
+	fmt.Fprintf(w, "%5s %6s %5s %5s %6s %6s %6s %5s %6s %5s %8s %8s %8s %4s %4s %4s %4s %5s %4s %6s %6s %4s %s\n",
 		"nodes", "pods", "join", "pods", "rss_MB", "anonMB", "hwm_MB", "cpu%", "agent%", "host%", "rdz_p50", "rdz_p99", "rdz_max", "rErr",
-		"nRdy", "flap", "lease", "warn", "run", "db_MB", "lock", "held")
+		"nRdy", "flap", "nrEv", "lease", "warn", "run", "db_MB", "lock", "held")
 	for _, r := range results {
 		if r.Err != "" && r.CPU == 0 {
 			fmt.Fprintf(w, "%5d %6d  FAILED: %s\n", r.Nodes, r.Pods, r.Err)
 			continue
 		}
 		ms := func(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }
-		fmt.Fprintf(w, "%5d %6d %4.0fs %4.0fs %6.0f %6.0f %6.0f %5.0f %6.0f %5.0f %8s %8s %8s %4d %4d %4d %4.0fs %4d %6d %6.1f %4d %v\n",
+		fmt.Fprintf(w, "%5d %6d %4.0fs %4.0fs %6.0f %6.0f %6.0f %5.0f %6.0f %5.0f %8s %8s %8s %4d %4d %4d %4d %4.0fs %4d %6d %6.1f %4d %v\n",
 			r.Nodes, r.Pods, r.Join.Seconds(), r.Schedule.Seconds(), r.RSS, r.Anon, r.RSSMax, r.CPU, r.AgentCPU, r.HostCPU,
-			ms(r.ReadyzP50), ms(r.ReadyzP99), ms(r.ReadyzMax), r.ReadyzErrors, r.NotReady, r.Flapped, r.LeaseAge.Seconds(), r.HBWarnings,
+			ms(r.ReadyzP50), ms(r.ReadyzP99), ms(r.ReadyzMax), r.ReadyzErrors, r.NotReady, r.Flapped, r.NotReadyEvents, r.LeaseAge.Seconds(), r.HBWarnings,
 			r.PodsRunning, r.DBMB, r.Locked, r.Held)
 		if r.Err != "" {
 			fmt.Fprintf(w, "      error: %s\n", r.Err)
@@ -647,5 +653,6 @@ func printScaleTable(w io.Writer, results []scaleStep, window time.Duration, wal
 	fmt.Fprintln(w, "columns: join/pods = time for the step's new nodes to be Ready / new pods to be Running; rss/anonMB = server VmRSS/RssAnon at the window's end, hwm = VmHWM;"+
 		" cpu%, agent%, host% = % of one core over the window: the server, this process (the agents), the whole machine (all cores, so others = host - cpu - agent);"+
 		" rdz = /readyz latency, rErr = failed /readyz; nRdy = nodes not Ready at the end; flap = nodes whose Ready changed in the window;"+
+		" nrEv = NodeNotReady events so far (ramps included: a step's own held verdict looks only at its window);"+
 		" lease = oldest Lease renewal; warn = agent warnings in the window; run = Running pods; lock = 'database is locked' so far")
 }
