@@ -158,3 +158,15 @@ func refusesEndpoint(t *testing.T, endpoint string) (string, bool) {
 	out, _ := cmd.CombinedOutput()
 	return string(out), ctx.Err() == nil && strings.Contains(string(out), "datastore endpoint")
 }
+
+// BenchmarkControlPlaneMySQL is BenchmarkControlPlanePostgres against a
+// local MariaDB with its default settings (InnoDB flushes its log at every
+// commit).
+func BenchmarkControlPlaneMySQL(b *testing.B) {
+	for range b.N {
+		m := startMySQL(b)
+		benchOnSQL(b, "MariaDB", fmt.Sprintf("mysql://root@unix(%s)/kubernetes", m.Socket), func() int {
+			return m.count(b, "kubernetes", "SELECT count(*) FROM kine")
+		})
+	}
+}
