@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 )
 
@@ -201,7 +202,17 @@ func (a *agent) heartbeat(ctx context.Context) error {
 	}
 }
 
+// updateStatus writes the node's status. It reads the Node afresh and
+// retries when the write races a change of the Node by someone else (a
+// conflict, or NodeRestriction refusing the stale taints or labels the
+// update carries), so a heartbeat is not lost to such a race.
 func (a *agent) updateStatus(ctx context.Context) error {
+	return retry.OnError(retry.DefaultRetry, func(err error) bool {
+		return apierrors.IsConflict(err) || apierrors.IsForbidden(err)
+	}, func() error { return a.updateStatusOnce(ctx) })
+}
+
+func (a *agent) updateStatusOnce(ctx context.Context) error {
 	nodes := a.cs.CoreV1().Nodes()
 	node, err := nodes.Get(ctx, a.o.NodeName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {

@@ -142,6 +142,10 @@ func (s *Server) controllerManagerArgs() []string {
 		"--service-cluster-ip-range="+s.cfg.ServiceCIDR,
 		"--configure-cloud-routes=false",
 		"--profiling=false",
+		// The default client limit (20/s, burst 30) caps pod creation at
+		// ~20 pods/s; the API server here is local.
+		"--kube-api-qps=100",
+		"--kube-api-burst=200",
 	)
 }
 
