@@ -1,6 +1,10 @@
 package datastore
 
-import "testing"
+import (
+	"log/slog"
+	"strings"
+	"testing"
+)
 
 func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
@@ -31,4 +35,33 @@ func TestEndpointSchemes(t *testing.T) {
 	if _, err := Start(t.Context(), Config{DataDir: t.TempDir(), Endpoint: "mongodb://x"}); err == nil {
 		t.Error("mongodb:// accepted")
 	}
+}
+
+func TestKineLogLevels(t *testing.T) {
+	var got []string
+	h := slog.New(slog.NewTextHandler(&lineRecorder{&got}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w := slogWriter{h}
+	w.Write([]byte(`time="2026-11-25T18:12:55Z" level=error msg="Failed to ping database connection: dial tcp 127.0.0.1:1: connect: connection refused"` + "\n"))
+	w.Write([]byte(`time="2026-11-25T18:12:55Z" level=warning msg="slow query" duration=2s` + "\n"))
+	w.Write([]byte(`time="2026-11-25T18:12:55Z" level=info msg="Configuring database table schema and indexes"` + "\n"))
+	want := []string{
+		`level=ERROR msg="Failed to ping database connection: dial tcp 127.0.0.1:1: connect: connection refused"`,
+		`level=WARN msg="slow query duration=2s"`,
+		`level=DEBUG msg="Configuring database table schema and indexes"`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %q", got)
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("line %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+}
+
+type lineRecorder struct{ lines *[]string }
+
+func (r *lineRecorder) Write(p []byte) (int, error) {
+	*r.lines = append(*r.lines, strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -72,7 +72,9 @@ server shuts down cleanly and restarts on the same data directory with every
 object kept.`,
 		Example: `  k2 server --data-dir /tmp/k2 --port 6443
   kubectl --kubeconfig /tmp/k2/admin.kubeconfig get ns
-  k2 server --datastore-endpoint etcd://127.0.0.1:2379`,
+  k2 server --datastore-endpoint etcd://127.0.0.1:2379
+  k2 server --datastore-endpoint 'postgres://k2:secret@db:5432/k2?sslmode=disable'
+  k2 server --datastore-endpoint 'mysql://k2:secret@tcp(db:3306)/k2'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -119,7 +121,9 @@ object kept.`,
 		f.Lookup("data-dir").DefValue = d
 		o.cp.DataDir = d
 	}
-	f.StringVar(&o.cp.DatastoreEndpoint, "datastore-endpoint", "", "etcd://host:2379, postgres://…, mysql://… (default: SQLite in the data dir)")
+	f.StringVar(&o.cp.DatastoreEndpoint, "datastore-endpoint", "", "external datastore instead of SQLite in the data dir, in kine's forms: etcd://host:2379[,host:2379], "+
+		"postgres://user[:pass]@host:5432/db?sslmode=disable, mysql://user[:pass]@tcp(host:3306)/db or mysql://user@unix(/path/mysqld.sock)/db; "+
+		"the database is created if missing (k2 backup copies SQLite only: back up Postgres/MySQL with their own tools)")
 	bind, adv := "0.0.0.0", ""
 	if a := os.Getenv(machineAddressEnv); a != "" {
 		bind, adv = a, a // a provider's machine: its own address only
