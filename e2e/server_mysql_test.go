@@ -77,27 +77,7 @@ func startMySQL(t testing.TB) *myServer {
 		t.Fatal(err)
 	}
 	go func() { m.cmd.Wait(); close(m.done) }()
-	t.Cleanup(func() {
-		pgid := m.cmd.Process.Pid
-		syscall.Kill(pgid, syscall.SIGTERM) // clean shutdown
-		select {
-		case <-m.done:
-		case <-time.After(30 * time.Second):
-			t.Logf("MariaDB did not stop within 30s of SIGTERM; killing its process group")
-		}
-		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-m.done
-	})
-	deadline := time.After(60 * time.Second)
-	for !strings.Contains(m.log.String(), "ready for connections") {
-		select {
-		case <-m.done:
-			t.Fatalf("MariaDB exited before ready:\n%s", m.log.String())
-		case <-deadline:
-			t.Fatalf("MariaDB not ready after 60s:\n%s", m.log.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	superviseDB(t, "MariaDB", m.cmd, m.log, m.done, syscall.SIGTERM, 30*time.Second, "ready for connections", 60*time.Second)
 	return m
 }
 

@@ -109,28 +109,40 @@ func startPostgres(t testing.TB, settings ...string) *pgServer {
 		t.Fatal(err)
 	}
 	go func() { p.cmd.Wait(); close(p.done) }()
+	// SIGINT is Postgres' fast shutdown: it ends the backends and removes
+	// shared memory.
+	superviseDB(t, "postgres", p.cmd, p.log, p.done, syscall.SIGINT, 15*time.Second,
+		"database system is ready to accept connections", 30*time.Second)
+	return p
+}
+
+// superviseDB stops a database server started by a test when the test
+// ends (sig, then SIGKILL of its process group after grace) and waits until
+// its log shows ready, failing the test if it exits first or takes longer
+// than wait.
+func superviseDB(t testing.TB, name string, cmd *exec.Cmd, log *syncBuffer, done chan struct{}, sig syscall.Signal, grace time.Duration, ready string, wait time.Duration) {
+	t.Helper()
 	t.Cleanup(func() {
-		pgid := p.cmd.Process.Pid
-		syscall.Kill(pgid, syscall.SIGINT) // fast shutdown: ends the backends, removes shared memory
+		pgid := cmd.Process.Pid
+		syscall.Kill(pgid, sig)
 		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			t.Logf("postgres did not stop within 15s of SIGINT; killing its process group")
+		case <-done:
+		case <-time.After(grace):
+			t.Logf("%s did not stop within %s of %v; killing its process group", name, grace, sig)
 		}
 		syscall.Kill(-pgid, syscall.SIGKILL)
-		<-p.done
+		<-done
 	})
-	deadline := time.After(30 * time.Second)
-	for !strings.Contains(p.log.String(), "database system is ready to accept connections") {
+	deadline := time.After(wait)
+	for !strings.Contains(log.String(), ready) {
 		select {
-		case <-p.done:
-			t.Fatalf("postgres exited before ready:\n%s", p.log.String())
+		case <-done:
+			t.Fatalf("%s exited before ready:\n%s", name, log.String())
 		case <-deadline:
-			t.Fatalf("postgres not ready after 30s:\n%s", p.log.String())
+			t.Fatalf("%s not ready after %s:\n%s", name, wait, log.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return p
 }
 
 // Endpoint is the --datastore-endpoint for database db on this server.

@@ -30,7 +30,7 @@ func TestNetnsMachines(t *testing.T) {
 	cfg, _ := json.Marshal(map[string]any{"stateDir": stateDir, "network": "netns", "runtime": "sim"})
 	ctx := context.Background()
 	resp, err := p.Create(ctx, &sdk.CreateRequest{RequestID: "r1", Config: cfg,
-		Machines: []sdk.MachineRequest{{Name: "cp", Role: "control-plane"}, {Name: "w1", Role: "worker"}, {Name: "w2", Role: "worker"}},
+		Machines:  []sdk.MachineRequest{{Name: "cp", Role: "control-plane"}, {Name: "w1", Role: "worker"}, {Name: "w2", Role: "worker"}},
 		Bootstrap: sdk.Bootstrap{Method: sdk.BootstrapExec, Command: []string{"sleep", "600"}}})
 	if err != nil || resp.Diagnostics.HasErrors() {
 		t.Fatal(err, resp.Diagnostics)
