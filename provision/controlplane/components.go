@@ -14,6 +14,7 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	basecompatibility "k8s.io/component-base/compatibility"
 	"k8s.io/component-base/featuregate"
 	logsapi "k8s.io/component-base/logs/api/v1"
@@ -190,7 +191,36 @@ func runAPIServer(ctx context.Context, args []string) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return utilerrors.NewAggregate(errs)
 	}
-	return apiserverapp.Run(ctx, completed)
+	// apiserverapp.Run, with k2's bootstrap hooks in place of two upstream
+	// ones (bootstrap.go).
+	informerName, err := cache.NewInformerName("kube-apiserver")
+	if err != nil {
+		return err
+	}
+	completed.InformerName = informerName
+	config, err := apiserverapp.NewConfig(completed)
+	if err != nil {
+		return err
+	}
+	config.KubeAPIs.ControlPlane.Generic.DisabledPostStartHooks.Insert(replacedHooks...)
+	cc, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	chain, err := apiserverapp.CreateServerChain(cc)
+	if err != nil {
+		return err
+	}
+	for name, hook := range bootstrapHooks() {
+		if err := chain.GenericAPIServer.AddPostStartHook(name, hook); err != nil {
+			return err
+		}
+	}
+	prepared, err := chain.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 func runControllerManager(ctx context.Context, args []string) error {
