@@ -52,7 +52,7 @@ test-e2e: build
 	K2_E2E=1 K2_BIN=$(CURDIR)/bin/k2 $(GO) test -count=1 -timeout 40m -v $(E2E_PKGS)
 
 bench: build
-	K2_BIN=$(CURDIR)/bin/k2 $(GO) test -ldflags '$(K8S_LDFLAGS)' -run '^$$' -bench . -benchtime 1x ./...
+	K2_E2E=1 K2_BIN=$(CURDIR)/bin/k2 $(GO) test -ldflags '$(K8S_LDFLAGS)' -run '^$$' -bench . -benchtime 1x ./...
 
 ## demo: the README's first command — build examples/hello, push it to a
 ## registry served in-process by k2, pull it back and inspect it.

@@ -31,6 +31,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+
+	"k2.dev/k2/internal/memtrim"
 )
 
 // Image is an image archive to import into the node's containerd before
@@ -219,6 +221,11 @@ func Run(ctx context.Context, o Options) error {
 			return nil // ctx ended
 		}
 		log.Info("node ready", "runtime", "kubelet", "after", time.Since(start).Round(time.Millisecond))
+		// The kubelet and kube-proxy are up: hand back their start-up memory.
+		memtrim.After(gctx, log, 10*time.Second, 20*time.Second)
+		gc := memtrim.DefaultGCPolicy
+		gc.Log = log
+		go gc.Run(gctx)
 		if o.Ready != nil {
 			close(o.Ready)
 		}
