@@ -8,12 +8,13 @@
 // once, the rest mapped because the kernel maps and reads ahead the pages
 // around each fault. Idle, it uses ~40 MB of them. Those pages are clean
 // copies of the file, so giving them back is safe: the mappings are advised
-// MADV_RANDOM (fault in only the page used, no read-around) and
-// MADV_PAGEOUT (reclaim the pages now; ones still needed come back from the
-// file on their next use), and the file's cached pages that no process maps
-// are dropped (POSIX_FADV_DONTNEED), or the kernel would map them back
-// around every fault. Pages another process maps are left alone. The cost:
-// the next k2 command started on the host reads its pages from disk again.
+// MADV_RANDOM (fault in only the page used, no read-around), MADV_PAGEOUT
+// (reclaim the pages only this process maps) and MADV_DONTNEED (unmap the
+// rest; the ones still needed come back from the file on their next use),
+// then the file's cached pages that no process maps any more are dropped
+// (POSIX_FADV_DONTNEED), or the kernel would map them back around every
+// fault. The cost: the next k2 command started on the host reads its pages
+// from disk again.
 package memtrim
 
 import (
@@ -75,11 +76,12 @@ func UnmapExecutable() (int64, error) {
 		if err := madvise(r, unix.MADV_RANDOM); err != nil {
 			return total, err
 		}
-		err := madvise(r, unix.MADV_PAGEOUT)
-		if errors.Is(err, unix.EINVAL) { // before Linux 5.4: unmap only
-			err = madvise(r, unix.MADV_DONTNEED)
+		// Reclaim the pages only this process maps (Linux 5.4+), then unmap
+		// the ones others map too.
+		if err := madvise(r, unix.MADV_PAGEOUT); err != nil && !errors.Is(err, unix.EINVAL) {
+			return total, err
 		}
-		if err != nil {
+		if err := madvise(r, unix.MADV_DONTNEED); err != nil {
 			return total, err
 		}
 		total += int64(r.end - r.start)
