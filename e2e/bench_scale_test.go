@@ -74,14 +74,7 @@ func BenchmarkSimScale(b *testing.B) {
 		}
 		maxNodes = n
 	}
-	window := 30 * time.Second
-	if v := os.Getenv("K2_BENCH_SCALE_WINDOW"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			b.Fatalf("K2_BENCH_SCALE_WINDOW=%q: want a duration such as 30s", v)
-		}
-		window = d
-	}
+	window := envDuration(b, "K2_BENCH_SCALE_WINDOW", 30*time.Second)
 	for range b.N {
 		runSimScale(b, scaleSteps(maxNodes), window, os.Getenv("K2_BENCH_SCALE_PROFILE"))
 	}

@@ -31,22 +31,8 @@ import (
 // Targets (issue 4): ready ≤ 2 s, idle RSS ≤ 250 MB, ≥ 250/s from 1 client,
 // ≥ 1,000/s from 50 with p95 ≤ 100 ms, 0 locked, WAL ≤ 64 MiB.
 func BenchmarkControlPlane(b *testing.B) {
-	soak := 20 * time.Second
-	if v := os.Getenv("K2_BENCH_SOAK"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		soak = d
-	}
-	idleFor := 2 * time.Minute
-	if v := os.Getenv("K2_BENCH_IDLE"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			b.Fatal(err)
-		}
-		idleFor = d
-	}
+	soak := envDuration(b, "K2_BENCH_SOAK", 20*time.Second)
+	idleFor := envDuration(b, "K2_BENCH_IDLE", 2*time.Minute)
 	for range b.N {
 		dir := b.TempDir()
 		start := time.Now()
@@ -177,6 +163,19 @@ func etcdLoad(b *testing.B) (float64, bool) {
 	defer s.Stop()
 	r := createLoad(s.Client(), 50, 10*time.Second, "etcd")
 	return r.rate, true
+}
+
+// envDuration reads a benchmark setting such as K2_BENCH_SOAK=10m.
+func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		b.Fatalf("%s=%q: want a duration such as 30s", name, v)
+	}
+	return d
 }
 
 type idleSample struct{ max, anonAtMax, mean float64 }

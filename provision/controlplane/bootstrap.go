@@ -140,26 +140,29 @@ func ensureBootstrapPolicy(ctx context.Context, client kubernetes.Interface) err
 	return runJobs(ctx, jobs, bootstrapWorkers)
 }
 
-// A protected object (annotation rbac.authorization.kubernetes.io/autoupdate:
-// "false") is left as its owner made it, as upstream does.
 func reconcileRole(what string, o reconciliation.ReconcileRoleOptions) func() error {
-	return func() error {
-		return retryTransient(func() error {
-			res, err := o.Run()
-			if err == nil && res.Protected && res.Operation != reconciliation.ReconcileNone {
-				klog.Warningf("skipped reconcile-protected %s.%s with missing permissions: %v", what, rbacv1.GroupName, res.MissingRules)
-			}
-			return wrap(what, err)
-		})
-	}
+	return reconcile(what, func() (bool, reconciliation.ReconcileOperation, any, error) {
+		r, err := o.Run()
+		return r.Protected, r.Operation, r.MissingRules, err
+	})
 }
 
 func reconcileBinding(what string, o reconciliation.ReconcileRoleBindingOptions) func() error {
+	return reconcile(what, func() (bool, reconciliation.ReconcileOperation, any, error) {
+		r, err := o.Run()
+		return r.Protected, r.Operation, r.MissingSubjects, err
+	})
+}
+
+// reconcile runs one reconciliation, retrying transient errors. A protected
+// object (annotation rbac.authorization.kubernetes.io/autoupdate: "false") is
+// left as its owner made it, as upstream does.
+func reconcile(what string, run func() (protected bool, op reconciliation.ReconcileOperation, missing any, err error)) func() error {
 	return func() error {
 		return retryTransient(func() error {
-			res, err := o.Run()
-			if err == nil && res.Protected && res.Operation != reconciliation.ReconcileNone {
-				klog.Warningf("skipped reconcile-protected %s.%s with missing subjects: %v", what, rbacv1.GroupName, res.MissingSubjects)
+			protected, op, missing, err := run()
+			if err == nil && protected && op != reconciliation.ReconcileNone {
+				klog.Warningf("skipped reconcile-protected %s.%s, which lacks: %v", what, rbacv1.GroupName, missing)
 			}
 			return wrap(what, err)
 		})
