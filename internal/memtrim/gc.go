@@ -86,9 +86,9 @@ type gcState struct {
 func (s *gcState) next(rate float64, now time.Time) (int, bool) {
 	want := s.policy.Idle
 	if rate >= s.policy.BusyRate {
-		s.lastBusy, s.everBusy = now, true
+		s.lastBusy = now
 	}
-	if s.everBusy && now.Sub(s.lastBusy) < s.policy.QuietFor {
+	if !s.lastBusy.IsZero() && now.Sub(s.lastBusy) < s.policy.QuietFor {
 		want = s.policy.Busy
 	}
 	if want == s.percent {

@@ -53,7 +53,7 @@ func TestUnmapExecutable(t *testing.T) {
 	if after >= before {
 		t.Errorf("RssFile did not drop: %d → %d KiB", before, after)
 	}
-	// Still works: code and read-only data come back from the page cache.
+	// Still works: code and read-only data come back from the file.
 	out, err := json.Marshal(struct{ X string }{"still here"})
 	if err != nil || string(out) != `{"X":"still here"}` {
 		t.Fatalf("after unmapping: %s, %v", out, err)
