@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -89,6 +90,27 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 		}
 	}
 	return s
+}
+
+// applyWorkload applies workloadYAML with the real kubectl and waits until
+// the in-process controllers made its ReplicaSet and 2 Pods.
+func (s *server) applyWorkload(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	if err := os.WriteFile(manifest, []byte(workloadYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.mustKubectl("apply", "-f", manifest)
+	eventually(t, timeout, "ReplicaSet and 2 Pods from the Deployment", func() error {
+		out, err := s.kubectl("get", "rs,pods", "-l", "app=web", "-o", "name")
+		if err != nil {
+			return err
+		}
+		if strings.Count(out, "replicaset.apps/") != 1 || strings.Count(out, "pod/") != 2 {
+			return fmt.Errorf("got %q", out)
+		}
+		return nil
+	})
 }
 
 // Kubeconfig is the admin kubeconfig the server wrote.

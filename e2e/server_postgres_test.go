@@ -210,21 +210,7 @@ func checkServerOnSQL(t *testing.T, dbName, endpoint string, count func(query st
 			t.Errorf("kubectl get ns lacks %s:\n%s", want, ns)
 		}
 	}
-	manifest := filepath.Join(t.TempDir(), "web.yaml")
-	if err := os.WriteFile(manifest, []byte(workloadYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.mustKubectl("apply", "-f", manifest)
-	eventually(t, 60*time.Second, "ReplicaSet and 2 Pods from the Deployment", func() error {
-		out, err := s.kubectl("get", "rs,pods", "-l", "app=web", "-o", "name")
-		if err != nil {
-			return err
-		}
-		if strings.Count(out, "replicaset.apps/") != 1 || strings.Count(out, "pod/") != 2 {
-			return fmt.Errorf("got %q", out)
-		}
-		return nil
-	})
+	s.applyWorkload(t, 60*time.Second)
 
 	// The objects are rows of kine's table in the external database.
 	rows := count("SELECT count(*) FROM kine")

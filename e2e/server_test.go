@@ -60,21 +60,7 @@ func TestServerWithKubectl(t *testing.T) {
 		t.Errorf("api-resources lacks apps/v1:\n%s", res)
 	}
 
-	manifest := filepath.Join(t.TempDir(), "web.yaml")
-	if err := os.WriteFile(manifest, []byte(workloadYAML), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.mustKubectl("apply", "-f", manifest)
-	eventually(t, 30*time.Second, "ReplicaSet and 2 Pods from the Deployment", func() error {
-		out, err := s.kubectl("get", "rs,pods", "-l", "app=web", "-o", "name")
-		if err != nil {
-			return err
-		}
-		if strings.Count(out, "replicaset.apps/") != 1 || strings.Count(out, "pod/") != 2 {
-			return fmt.Errorf("got %q", out)
-		}
-		return nil
-	})
+	s.applyWorkload(t, 30*time.Second)
 
 	node := `{"apiVersion":"v1","kind":"Node","metadata":{"name":"hand-made"}}`
 	nodeFile := filepath.Join(t.TempDir(), "node.json")
