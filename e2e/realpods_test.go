@@ -211,7 +211,7 @@ func checkNothingLeft(t *testing.T, home, env string) {
 	if len(leftovers) > 0 {
 		t.Errorf("network namespaces or links left: %v", leftovers)
 	}
-	for _, ctrl := range []string{"memory", "pids", "cpu", "systemd"} {
+	for _, ctrl := range []string{"memory", "pids", "cpu", "systemd", "unified"} {
 		if ents, err := os.ReadDir(filepath.Join("/sys/fs/cgroup", ctrl, "k2")); err == nil {
 			for _, e := range ents {
 				if e.IsDir() && strings.HasPrefix(e.Name(), env+"-") {

@@ -38,6 +38,21 @@ func cgroupHierarchies() []string {
 	return out
 }
 
+// cgroupCleanupHierarchies are where a node's groups can exist: the
+// hierarchies above and, on a v1 host with the v2 hierarchy mounted beside
+// them (/sys/fs/cgroup/unified, "hybrid"), that one too: runc mirrors every
+// container's group there, and nothing else removes them.
+func cgroupCleanupHierarchies() []string {
+	hs := cgroupHierarchies()
+	if cgroupV1() {
+		u := filepath.Join(cgroupFS, "unified")
+		if fi, err := os.Stat(filepath.Join(u, "cgroup.procs")); err == nil && !fi.IsDir() {
+			hs = append(hs, u)
+		}
+	}
+	return hs
+}
+
 // ensureCgroupRoot creates the node's cgroup root in every hierarchy (the
 // kubelet refuses a cgroup root that does not exist). In the v1 cpuset
 // hierarchy a new group starts with no CPUs or memory nodes, so each level
@@ -68,7 +83,7 @@ func ensureCgroupRoot(root string) error {
 // the groups it could not remove.
 func removeCgroupRoot(root string) []string {
 	var left []string
-	for _, h := range cgroupHierarchies() {
+	for _, h := range cgroupCleanupHierarchies() {
 		top := filepath.Join(h, strings.Trim(root, "/"))
 		var dirs []string
 		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
