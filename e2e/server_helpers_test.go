@@ -92,6 +92,31 @@ func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	return s
 }
 
+// runDBClient runs a database's command-line client (psql, mariadb) for
+// at most 30 s and returns its output, trimmed; a failure fails the test.
+func runDBClient(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %q: %v\n%s", name, args, err, errb.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// parseCount reads the number a count query printed.
+func parseCount(t testing.TB, query, out string) int {
+	t.Helper()
+	n, err := strconv.Atoi(out)
+	if err != nil {
+		t.Fatalf("%s: not a count: %q", query, out)
+	}
+	return n
+}
+
 // applyWorkload applies workloadYAML with the real kubectl and waits until
 // the in-process controllers made its ReplicaSet and 2 Pods.
 func (s *server) applyWorkload(t *testing.T, timeout time.Duration) {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -84,20 +83,9 @@ func startMySQL(t testing.TB) *myServer {
 // count runs a count query in database db with the command-line client.
 func (m *myServer) count(t testing.TB, db, query string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, m.client, "--no-defaults", "-h", "127.0.0.1", "-P", strconv.Itoa(m.Port), "-u", "root",
+	out := runDBClient(t, m.client, "--no-defaults", "-h", "127.0.0.1", "-P", strconv.Itoa(m.Port), "-u", "root",
 		"-N", "-B", "-e", query, db)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s -e %q %s: %v\n%s", m.client, query, db, err, errb.String())
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(out.String()))
-	if err != nil {
-		t.Fatalf("%s: not a count: %q", query, out.String())
-	}
-	return n
+	return parseCount(t, query, out)
 }
 
 // TestServerOnMySQL runs `k2 server --datastore-endpoint mysql://…` against

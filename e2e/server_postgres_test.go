@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -155,27 +153,14 @@ func (p *pgServer) Endpoint(db string) string {
 func (p *pgServer) psql(t testing.TB, db, query string) string {
 	t.Helper()
 	_, _, psql := pgTools(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, psql, "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "k2", "-d", db,
+	return runDBClient(t, psql, "-h", "127.0.0.1", "-p", strconv.Itoa(p.Port), "-U", "k2", "-d", db,
 		"-X", "-v", "ON_ERROR_STOP=1", "-Atc", query)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("psql -d %s -c %q: %v\n%s", db, query, err, errb.String())
-	}
-	return strings.TrimSpace(out.String())
 }
 
 // pgCount runs a count query and returns the number.
 func (p *pgServer) pgCount(t testing.TB, db, query string) int {
 	t.Helper()
-	s := p.psql(t, db, query)
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatalf("%s: not a count: %q", query, s)
-	}
-	return n
+	return parseCount(t, query, p.psql(t, db, query))
 }
 
 // TestServerOnPostgres runs `k2 server --datastore-endpoint postgres://…`
