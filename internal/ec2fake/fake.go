@@ -253,6 +253,13 @@ func contains(l []string, s string) bool {
 // Region returns the region the fake serves.
 func (s *Server) Region() string { return s.o.Region }
 
+// Parameter returns an SSM parameter's value, "" if unset.
+func (s *Server) Parameter(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.params[name]
+}
+
 // SetParameter sets an SSM parameter.
 func (s *Server) SetParameter(name, value string) {
 	s.mu.Lock()

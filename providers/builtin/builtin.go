@@ -6,12 +6,14 @@ package builtin
 import (
 	"sort"
 
+	"k2.dev/k2/providers/aws"
 	"k2.dev/k2/providers/local"
 	"k2.dev/k2/providers/sdk"
 )
 
 var providers = map[string]func() sdk.Provider{
 	"local": local.New,
+	"aws":   aws.New,
 }
 
 // Names returns the built-in providers' names, sorted.

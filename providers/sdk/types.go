@@ -118,8 +118,14 @@ type MachineRequest struct {
 	// MemoryBytes and DiskBytes: 0 means the provider's default.
 	MemoryBytes int64             `json:"memoryBytes,omitempty"`
 	DiskBytes   int64             `json:"diskBytes,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
+	// Labels become the node's labels. k2 sets k2.dev/pool, k2.dev/role
+	// and LabelEnvironment.
+	Labels map[string]string `json:"labels,omitempty"`
 }
+
+// LabelEnvironment is the machine label naming the k2 environment a
+// machine belongs to; providers tag what they make for it with its value.
+const LabelEnvironment = "k2.dev/environment"
 
 // Bootstrap is what a new machine needs to join the cluster, in the form the
 // chosen Method needs.
@@ -226,7 +232,9 @@ type ListResponse struct {
 	Diagnostics Diagnostics
 }
 
-// DeleteRequest removes machines by ID.
+// DeleteRequest removes machines by ID. k2 also sends it with RequestID
+// and no MachineIDs for a request whose Create may have died before making
+// a machine: remove whatever else that request made (a security group...).
 type DeleteRequest struct {
 	RequestID  string
 	Config     Config

@@ -55,16 +55,18 @@ func Destroy(ctx context.Context, s *state.Store, home, env string, prov engine.
 				ids = append(ids, pm.ID)
 			}
 		}
+		// Delete even with no machine: the provider may have made other
+		// things for the request (a security group) before a crash.
 		if len(ids) > 0 {
 			log.Info("deleting machine", "machine", m.Name, "id", ids[0])
-			resp, err := prov.Delete(ctx, &sdk.DeleteRequest{RequestID: m.RequestID, Config: cfg, MachineIDs: ids})
-			if err == nil && resp.Diagnostics.HasErrors() {
-				err = resp.Diagnostics.Err()
-			}
-			if err != nil {
-				errs = append(errs, fmt.Errorf("deleting machine %s: %w", m.Name, err))
-				continue
-			}
+		}
+		resp, err := prov.Delete(ctx, &sdk.DeleteRequest{RequestID: m.RequestID, Config: cfg, MachineIDs: ids})
+		if err == nil && resp.Diagnostics.HasErrors() {
+			err = resp.Diagnostics.Err()
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deleting machine %s: %w", m.Name, err))
+			continue
 		}
 		if err := s.DeleteMachine(ctx, env, m.Name); err != nil && !errors.Is(err, state.ErrNotFound) {
 			errs = append(errs, err)

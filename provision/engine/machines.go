@@ -119,10 +119,12 @@ func (s *MachinesStep) create(ctx context.Context, st *State, m MachinePlan) (Ma
 		}
 	}
 	st.Progress(m.Name, 0, "asking provider %s (request %s)", st.Env.Provider, m.RequestID)
+	mr := m.Request()
+	mr.Labels[sdk.LabelEnvironment] = st.Env.Name // providers tag what they make for the environment with it
 	resp, err := s.Provider.Create(ctx, &sdk.CreateRequest{
 		RequestID: m.RequestID,
 		Config:    s.Config,
-		Machines:  []sdk.MachineRequest{m.Request()},
+		Machines:  []sdk.MachineRequest{mr},
 		Bootstrap: b,
 		OnProgress: func(p sdk.Progress) {
 			st.Progress(m.Name, int(p.Percent), "%s", p.Message)
@@ -174,16 +176,18 @@ func (s *MachinesStep) Cleanup(ctx context.Context, st *State) {
 				ids = append(ids, pm.ID)
 			}
 		}
+		// Delete even with no machine: the provider may have made other
+		// things for the request (a security group) before it died.
 		if len(ids) > 0 {
 			st.Progress(m.Name, 0, "deleting %s", ids[0])
-			resp, err := s.Provider.Delete(ctx, &sdk.DeleteRequest{RequestID: m.RequestID, Config: s.Config, MachineIDs: ids})
-			if err == nil && resp.Diagnostics.HasErrors() {
-				err = resp.Diagnostics.Err()
-			}
-			if err != nil {
-				st.Log.Error("deleting machine during rollback; delete it by hand", "machine", m.Name, "id", ids[0], "err", err)
-				continue
-			}
+		}
+		resp, err := s.Provider.Delete(ctx, &sdk.DeleteRequest{RequestID: m.RequestID, Config: s.Config, MachineIDs: ids})
+		if err == nil && resp.Diagnostics.HasErrors() {
+			err = resp.Diagnostics.Err()
+		}
+		if err != nil {
+			st.Log.Error("deleting machine during rollback; delete it by hand", "machine", m.Name, "id", ids[0], "err", err)
+			continue
 		}
 		if err := st.Store.DeleteMachine(ctx, st.Env.Name, m.Name); err != nil && !errors.Is(err, state.ErrNotFound) {
 			st.Log.Error("forgetting deleted machine", "machine", m.Name, "err", err)

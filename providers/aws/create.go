@@ -1,0 +1,574 @@
+package aws
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"k2.dev/k2/providers/sdk"
+)
+
+// ClientToken is the RunInstances idempotency token of machine name in
+// request reqID, generation gen (a generation is used up when its instance
+// was terminated: EC2 keeps answering a used token with the old instance).
+func ClientToken(reqID, name string, gen int) string {
+	h := sha256.Sum256([]byte(reqID + "\x00" + name + "\x00" + strconv.Itoa(gen)))
+	return "k2-" + hex.EncodeToString(h[:20])
+}
+
+// maxGenerations bounds the walk over used client tokens.
+const maxGenerations = 32
+
+// aliveStates are the states of an instance that still counts.
+var aliveStates = []string{"pending", "running", "stopping", "stopped"}
+
+func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.CreateResponse, error) {
+	cfg, ds := load(req.Config)
+	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, &req.Bootstrap)...)
+	uds := map[string][]byte{}
+	if !ds.HasErrors() {
+		for i, m := range req.Machines {
+			ud, err := userData(cfg, m, req.Bootstrap)
+			if !diagnose(&ds, fmt.Sprintf("machines[%d]", i), err) && err != nil {
+				return nil, err
+			}
+			uds[m.Name] = ud
+		}
+	}
+	if ds.HasErrors() {
+		return &sdk.CreateResponse{Diagnostics: ds}, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	c, cds := connect(ctx, cfg)
+	ds = append(ds, cds...)
+	if ds.HasErrors() {
+		return &sdk.CreateResponse{Diagnostics: ds}, nil
+	}
+	var out []sdk.Machine
+	for i, m := range req.Machines {
+		got, err := c.create(ctx, req, m, uds[m.Name])
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if diagnose(&ds, fmt.Sprintf("machines[%d]", i), err) {
+				return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
+			}
+			return nil, fmt.Errorf("machine %s: %w", m.Name, err)
+		}
+		out = append(out, got)
+	}
+	if err := c.waitRunning(ctx, req, out); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
+}
+
+// create finds machine m of req (made by an earlier attempt) or launches
+// it.
+func (c *clients) create(ctx context.Context, req *sdk.CreateRequest, m sdk.MachineRequest, ud []byte) (sdk.Machine, error) {
+	env := environment(m)
+	if in, err := c.findMachine(ctx, req.RequestID, m.Name); err != nil || in != nil {
+		if in != nil {
+			req.Report(m.Name, "found %s (%s) from an earlier attempt", aws.ToString(in.InstanceId), in.State.Name)
+			return machineOf(*in), nil
+		}
+		return sdk.Machine{}, err
+	}
+	pl, err := c.subnet(ctx)
+	if err != nil {
+		return sdk.Machine{}, err
+	}
+	port := apiPort(c.cfg, req.Bootstrap)
+	sg, err := c.ensureGroup(ctx, env, req.RequestID, pl, port)
+	if err != nil {
+		return sdk.Machine{}, err
+	}
+	req.Report(m.Name, "security group %s (API port %d from %s, node to node)", sg, port, strings.Join(c.cfg.APICIDRs, ", "))
+	arch := m.Arch
+	if arch == "" {
+		arch = capabilities().Architectures[0]
+	}
+	ami, err := c.image(ctx, arch)
+	if err != nil {
+		return sdk.Machine{}, err
+	}
+	cpu, mem := m.CPU, m.MemoryBytes
+	if cpu == 0 {
+		cpu = defaultCPU
+	}
+	if mem == 0 {
+		mem = defaultMemory
+	}
+	it, err := c.chooseType(ctx, arch, cpu, mem)
+	if err != nil {
+		return sdk.Machine{}, err
+	}
+	in := c.runInput(req.RequestID, env, m, ami, it.Name, sg, pl, ud)
+	req.Report(m.Name, "launching %s from %s in %s", it.Name, ami, pl.Subnet)
+	inst, err := c.run(ctx, in, req.RequestID, m.Name)
+	if err != nil {
+		return sdk.Machine{}, err
+	}
+	req.Report(m.Name, "instance %s %s at %s", aws.ToString(inst.InstanceId), inst.State.Name, aws.ToString(inst.PrivateIpAddress))
+	return machineOf(*inst), nil
+}
+
+// runInput is the RunInstances request for machine m.
+func (c *clients) runInput(reqID, env string, m sdk.MachineRequest, ami, typ, sg string, pl placement, ud []byte) *ec2.RunInstancesInput {
+	disk := int32(defaultDiskGiB)
+	if m.DiskBytes > 0 {
+		disk = int32((m.DiskBytes + 1<<30 - 1) >> 30)
+	}
+	extra := map[string]string{"Name": m.Name, TagMachine: m.Name}
+	if m.Role != "" {
+		extra[TagRole] = m.Role
+	}
+	if m.Pool != "" {
+		extra[TagPool] = m.Pool
+	}
+	in := &ec2.RunInstancesInput{
+		ImageId:      aws.String(ami),
+		InstanceType: types.InstanceType(typ),
+		MinCount:     aws.Int32(1),
+		MaxCount:     aws.Int32(1),
+		UserData:     aws.String(base64.StdEncoding.EncodeToString(ud)),
+		BlockDeviceMappings: []types.BlockDeviceMapping{{
+			DeviceName: aws.String("/dev/xvda"),
+			Ebs:        &types.EbsBlockDevice{VolumeSize: aws.Int32(disk), VolumeType: types.VolumeType(c.cfg.VolumeType), DeleteOnTermination: aws.Bool(true), Encrypted: aws.Bool(true)},
+		}},
+		MetadataOptions: &types.InstanceMetadataOptionsRequest{
+			HttpTokens: types.HttpTokensStateRequired, HttpEndpoint: types.InstanceMetadataEndpointStateEnabled,
+			HttpPutResponseHopLimit: aws.Int32(2), // 2: containers on the node may reach it through one hop
+		},
+		TagSpecifications: []types.TagSpecification{
+			{ResourceType: types.ResourceTypeInstance, Tags: c.tags(env, reqID, extra)},
+			{ResourceType: types.ResourceTypeVolume, Tags: c.tags(env, reqID, extra)},
+		},
+	}
+	if c.cfg.PublicIP != nil {
+		in.NetworkInterfaces = []types.InstanceNetworkInterfaceSpecification{{
+			DeviceIndex: aws.Int32(0), SubnetId: aws.String(pl.Subnet), Groups: []string{sg},
+			AssociatePublicIpAddress: c.cfg.PublicIP, DeleteOnTermination: aws.Bool(true),
+		}}
+	} else {
+		in.SubnetId, in.SecurityGroupIds = aws.String(pl.Subnet), []string{sg}
+	}
+	if c.cfg.KeyName != "" {
+		in.KeyName = aws.String(c.cfg.KeyName)
+	}
+	if c.cfg.InstanceProfile != "" {
+		in.IamInstanceProfile = &types.IamInstanceProfileSpecification{Name: aws.String(c.cfg.InstanceProfile)}
+	}
+	return in
+}
+
+// run launches the instance, idempotently: each generation's client token
+// is tried in turn; a token whose instance was terminated is used up and
+// the next one is tried, so a Create after a Delete makes a new instance
+// while a retried Create returns the one it made.
+func (c *clients) run(ctx context.Context, in *ec2.RunInstancesInput, reqID, name string) (*types.Instance, error) {
+	for gen := range maxGenerations {
+		in.ClientToken = aws.String(ClientToken(reqID, name, gen))
+		out, err := c.ec2.RunInstances(ctx, in)
+		var inst *types.Instance
+		switch {
+		case errorCode(err) == "IdempotentParameterMismatch":
+			// This token launched an instance with other parameters (the
+			// bootstrap changed between attempts): adopt it if it lives.
+			if inst, err = c.byToken(ctx, *in.ClientToken); err != nil {
+				return nil, err
+			}
+			if inst == nil {
+				continue
+			}
+		case err != nil:
+			return nil, classify(err)
+		case len(out.Instances) == 0:
+			return nil, errors.New("RunInstances returned no instance")
+		default:
+			inst = &out.Instances[0]
+		}
+		if alive(*inst) {
+			return inst, nil
+		}
+	}
+	return nil, fmt.Errorf("machine %s of request %s: %d instances launched and terminated; use a new request id", name, reqID, maxGenerations)
+}
+
+func alive(in types.Instance) bool {
+	return in.State != nil && contains(aliveStates, string(in.State.Name))
+}
+
+// byToken finds the instance launched with a client token, alive or
+// terminated; nil if none shows.
+func (c *clients) byToken(ctx context.Context, token string) (*types.Instance, error) {
+	out, err := c.describe(ctx, filter("client-token", token))
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	for _, in := range out {
+		if alive(in) {
+			return &in, nil
+		}
+	}
+	return &out[0], nil
+}
+
+// findMachine returns the live instance of machine name in request reqID,
+// or nil.
+func (c *clients) findMachine(ctx context.Context, reqID, name string) (*types.Instance, error) {
+	out, err := c.describe(ctx, filter("tag:"+TagRequestID, reqID), filter("tag:"+TagMachine, name),
+		filter("instance-state-name", aliveStates...))
+	if err != nil || len(out) == 0 {
+		return nil, err
+	}
+	return &out[0], nil
+}
+
+// describe lists the instances matching filters, every page.
+func (c *clients) describe(ctx context.Context, fs ...types.Filter) ([]types.Instance, error) {
+	var out []types.Instance
+	p := ec2.NewDescribeInstancesPaginator(c.ec2, &ec2.DescribeInstancesInput{Filters: fs})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		for _, r := range page.Reservations {
+			out = append(out, r.Instances...)
+		}
+	}
+	return out, nil
+}
+
+// waitRunning waits until every machine runs and refreshes their records.
+func (c *clients) waitRunning(ctx context.Context, req *sdk.CreateRequest, ms []sdk.Machine) error {
+	var ids []string
+	for _, m := range ms {
+		if m.State != sdk.StateRunning {
+			ids = append(ids, m.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	req.Report("", "waiting for %s to run", strings.Join(ids, ", "))
+	w := ec2.NewInstanceRunningWaiter(c.ec2, func(o *ec2.InstanceRunningWaiterOptions) {
+		o.MinDelay, o.MaxDelay = c.cfg.poll, max(c.cfg.poll, 30*time.Second)
+	})
+	out, err := w.WaitForOutput(ctx, &ec2.DescribeInstancesInput{InstanceIds: ids}, 15*time.Minute)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("waiting for %s to run: %w (see 'k2 status' and the console: GetConsoleOutput)", strings.Join(ids, ", "), classify(err))
+	}
+	byID := map[string]types.Instance{}
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			byID[aws.ToString(in.InstanceId)] = in
+		}
+	}
+	for i, m := range ms {
+		if in, ok := byID[m.ID]; ok {
+			ms[i] = machineOf(in)
+			req.Report(m.Name, "%s running at %s", m.ID, strings.Join(ms[i].Addresses, ", "))
+		}
+	}
+	return nil
+}
+
+// machineOf describes an instance as an sdk.Machine.
+func machineOf(in types.Instance) sdk.Machine {
+	m := sdk.Machine{
+		ID: aws.ToString(in.InstanceId), Name: tagValue(in.Tags, TagMachine), RequestID: tagValue(in.Tags, TagRequestID),
+		Role: tagValue(in.Tags, TagRole), Pool: tagValue(in.Tags, TagPool), Labels: map[string]string{},
+	}
+	if m.Name == "" {
+		m.Name = tagValue(in.Tags, "Name")
+	}
+	switch in.Architecture {
+	case types.ArchitectureValuesX8664:
+		m.Arch = "amd64"
+	case types.ArchitectureValuesArm64:
+		m.Arch = "arm64"
+	}
+	if t, ok := lookupSize(string(in.InstanceType)); ok {
+		m.CPU, m.MemoryBytes = t.CPU, t.MiB<<20
+	}
+	// The private address first: nodes reach each other and the API
+	// through it; the public one (if any) is for k2 and kubectl from
+	// outside the VPC.
+	if a := aws.ToString(in.PrivateIpAddress); a != "" {
+		m.Addresses = append(m.Addresses, a)
+	}
+	if a := aws.ToString(in.PublicIpAddress); a != "" {
+		m.Addresses = append(m.Addresses, a)
+	}
+	state := ""
+	if in.State != nil {
+		state = string(in.State.Name)
+	}
+	switch state {
+	case "pending":
+		m.State = sdk.StatePending
+	case "running":
+		m.State = sdk.StateRunning
+	case "stopping", "stopped":
+		m.State = sdk.StateStopped
+	default:
+		m.State = sdk.StateFailed
+	}
+	m.Message = fmt.Sprintf("%s %s %s", in.InstanceType, state, aws.ToString(in.Placement.AvailabilityZone))
+	if in.StateReason != nil && aws.ToString(in.StateReason.Message) != "" && m.State != sdk.StateRunning {
+		m.Message += ": " + aws.ToString(in.StateReason.Message)
+	}
+	m.Labels["node.kubernetes.io/instance-type"] = string(in.InstanceType)
+	m.Labels["k2.dev/instance-id"] = m.ID
+	return m
+}
+
+// sizes remembers the sizes of instance types this process looked up.
+var sizes sync.Map
+
+func lookupSize(name string) (instanceType, bool) {
+	t, ok := sizes.Load(name)
+	if !ok {
+		return instanceType{}, false
+	}
+	return t.(instanceType), true
+}
+
+// apiPort is the port to open to the API CIDRs: the config's, else the
+// port of the server URL in the bootstrap, else 6443.
+func apiPort(cfg *config, b sdk.Bootstrap) int {
+	if cfg.APIPort != 0 {
+		return cfg.APIPort
+	}
+	if u, err := url.Parse(b.ServerURL); err == nil && u.Host != "" {
+		if _, p, err := net.SplitHostPort(u.Host); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 {
+				return n
+			}
+		}
+	}
+	return defaultAPIPort
+}
+
+func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListResponse, error) {
+	cfg, ds := load(req.Config)
+	if ds.HasErrors() {
+		return &sdk.ListResponse{Diagnostics: ds}, nil
+	}
+	c, cds := connect(ctx, cfg)
+	if cds.HasErrors() {
+		return &sdk.ListResponse{Diagnostics: cds}, nil
+	}
+	fs := []types.Filter{filter("tag:"+TagManagedBy, "k2"), filter("instance-state-name", aliveStates...)}
+	if req.RequestID != "" {
+		fs = append(fs, filter("tag:"+TagRequestID, req.RequestID))
+	}
+	ins, err := c.describe(ctx, fs...)
+	if err != nil {
+		if diagnose(&ds, "config", err) {
+			return &sdk.ListResponse{Diagnostics: ds}, nil
+		}
+		return nil, err
+	}
+	var out []sdk.Machine
+	for _, in := range ins {
+		out = append(out, machineOf(in))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return &sdk.ListResponse{Machines: out}, nil
+}
+
+// validInstanceID reports whether id can be an EC2 instance id.
+func validInstanceID(id string) bool {
+	rest, ok := strings.CutPrefix(id, "i-")
+	if !ok || (len(rest) != 8 && len(rest) != 17) {
+		return false
+	}
+	for _, r := range rest {
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.DeleteResponse, error) {
+	cfg, ds := load(req.Config)
+	if ds.HasErrors() {
+		return &sdk.DeleteResponse{Diagnostics: ds}, nil
+	}
+	c, cds := connect(ctx, cfg)
+	if cds.HasErrors() {
+		return &sdk.DeleteResponse{Diagnostics: cds}, nil
+	}
+	err := c.delete(ctx, req)
+	if err != nil {
+		if diagnose(&ds, "config", err) {
+			return &sdk.DeleteResponse{Diagnostics: ds}, nil
+		}
+		return nil, err
+	}
+	return &sdk.DeleteResponse{Deleted: req.MachineIDs}, nil
+}
+
+func (c *clients) delete(ctx context.Context, req *sdk.DeleteRequest) error {
+	var ids []string
+	for _, id := range req.MachineIDs {
+		if validInstanceID(id) { // anything else was never an instance: gone
+			ids = append(ids, id)
+		}
+	}
+	envs := map[string]bool{}
+	var mine []string
+	if len(ids) > 0 {
+		ins, err := c.describe(ctx, filter("instance-id", ids...))
+		if err != nil {
+			return err
+		}
+		var live []string
+		for _, in := range ins {
+			if e := envOf(in.Tags); e != "" && tagValue(in.Tags, TagManagedBy) == "k2" {
+				envs[e] = true
+			}
+			mine = append(mine, aws.ToString(in.InstanceId))
+			if alive(in) {
+				live = append(live, aws.ToString(in.InstanceId))
+			}
+		}
+		if len(live) > 0 {
+			if _, err := c.ec2.TerminateInstances(ctx, &ec2.TerminateInstancesInput{InstanceIds: live}); err != nil && errorCode(err) != "InvalidInstanceID.NotFound" {
+				return classify(err)
+			}
+		}
+	}
+	if req.RequestID != "" {
+		// A crashed deploy may have left a group and no instance: find the
+		// group by the request that made it.
+		out, err := c.ec2.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{Filters: []types.Filter{
+			filter("tag:"+TagRequestID, req.RequestID), filter("tag:"+TagManagedBy, "k2")}})
+		if err != nil {
+			return classify(err)
+		}
+		for _, g := range out.SecurityGroups {
+			if e := envOf(g.Tags); e != "" {
+				envs[e] = true
+			}
+		}
+	}
+	for env := range envs {
+		left, err := c.describe(ctx, filter("tag:"+TagEnvironment, env), filter("tag:"+TagManagedBy, "k2"), filter("instance-state-name", aliveStates...))
+		if err != nil {
+			return err
+		}
+		others := 0
+		for _, in := range left {
+			if !contains(mine, aws.ToString(in.InstanceId)) {
+				others++
+			}
+		}
+		if others > 0 {
+			continue // the group still serves the environment's other machines
+		}
+		if err := c.waitTerminated(ctx, env); err != nil {
+			return err
+		}
+		if err := c.deleteGroups(ctx, env); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitTerminated waits until none of env's instances is shutting down.
+func (c *clients) waitTerminated(ctx context.Context, env string) error {
+	for {
+		ins, err := c.describe(ctx, filter("tag:"+TagEnvironment, env), filter("tag:"+TagManagedBy, "k2"),
+			filter("instance-state-name", append([]string{"shutting-down"}, aliveStates...)...))
+		if err != nil {
+			return err
+		}
+		if len(ins) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the instances of %s to terminate: %w", env, ctx.Err())
+		case <-time.After(c.cfg.poll):
+		}
+	}
+}
+
+// Console copies the instance's console output (GetConsoleOutput: EC2
+// keeps the last 64 KiB, refreshed every few minutes on real EC2); with
+// Follow it polls for more until ctx ends.
+func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
+	cfg, ds := load(req.Config)
+	if ds.HasErrors() {
+		return ds.Err()
+	}
+	c, cds := connect(ctx, cfg)
+	if cds.HasErrors() {
+		return cds.Err()
+	}
+	var seen []byte
+	for {
+		out, err := c.ec2.GetConsoleOutput(ctx, &ec2.GetConsoleOutputInput{InstanceId: aws.String(req.MachineID)})
+		if err != nil {
+			return classify(err)
+		}
+		b, err := base64.StdEncoding.DecodeString(aws.ToString(out.Output))
+		if err != nil {
+			return fmt.Errorf("decoding the console of %s: %w", req.MachineID, err)
+		}
+		if _, err := req.Output.Write(newSuffix(seen, b)); err != nil {
+			return err
+		}
+		seen = b
+		if !req.Follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.cfg.poll):
+		}
+	}
+}
+
+// newSuffix is what cur adds to prev: the console is a sliding window.
+func newSuffix(prev, cur []byte) []byte {
+	if len(prev) == 0 {
+		return cur
+	}
+	for n := min(len(prev), len(cur)); n > 0; n-- {
+		if string(prev[len(prev)-n:]) == string(cur[:n]) {
+			return cur[n:]
+		}
+	}
+	return cur
+}
