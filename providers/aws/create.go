@@ -359,13 +359,27 @@ func lookupSize(name string) (instanceType, bool) {
 	return t.(instanceType), true
 }
 
-// apiPort is the port to open to the API CIDRs: the config's, else the
-// port of the server URL in the bootstrap, else 6443.
+// apiPort is the port to open to the API CIDRs: the config's; else where
+// the machine config (the user-data) says the API is served — its
+// controlPlane.port (default 6443) or the port of its server URL; else the
+// port of the bootstrap's server URL; else 6443.
 func apiPort(cfg *config, b sdk.Bootstrap) int {
 	if cfg.APIPort != 0 {
 		return cfg.APIPort
 	}
-	if u, err := url.Parse(b.ServerURL); err == nil && u.Host != "" {
+	server := b.ServerURL
+	if doc, ok := parseMachineConfig(b.UserData); ok {
+		if doc.ControlPlane != nil {
+			if doc.ControlPlane.Port > 0 {
+				return doc.ControlPlane.Port
+			}
+			return defaultAPIPort
+		}
+		if doc.Server != "" {
+			server = doc.Server
+		}
+	}
+	if u, err := url.Parse(server); err == nil && u.Host != "" {
 		if _, p, err := net.SplitHostPort(u.Host); err == nil {
 			if n, err := strconv.Atoi(p); err == nil && n > 0 {
 				return n

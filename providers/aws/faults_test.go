@@ -1,6 +1,8 @@
 package aws_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/base64"
 	"strings"
@@ -293,5 +295,39 @@ func TestCloudInitUserData(t *testing.T) {
 	v, err := p.Validate(context.Background(), &sdk.ValidateRequest{Config: bad, Machines: req.Machines, Bootstrap: &req.Bootstrap})
 	if err != nil || !v.Diagnostics.HasErrors() || !strings.Contains(v.Diagnostics.Err().Error(), "k2_url") {
 		t.Errorf("Validate without k2_url: %v %v", v, err)
+	}
+}
+
+// TestAPIPortFromMachineConfig: the port the security group opens comes
+// from the machine config the engine hands over (plain or gzip).
+func TestAPIPortFromMachineConfig(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write([]byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: control-plane\ncontrolPlane:\n  port: 7777\n  identity: x\n"))
+	zw.Close()
+	for _, tc := range []struct {
+		name string
+		ud   []byte
+		want string
+	}{
+		{"control-plane-gzip", gz.Bytes(), "7777"},
+		{"control-plane-default", []byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: control-plane\ncontrolPlane:\n  identity: x\n"), "6443"},
+		{"worker", []byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: worker\nserver: https://10.1.2.3:32001\n"), "32001"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake, cfg := fakeConfig(t, ec2fake.Options{}, nil)
+			p := providertest.Connect(t, aws.New)
+			req := cpRequest("r")
+			req.Bootstrap = sdk.Bootstrap{Method: sdk.BootstrapUserData, UserData: tc.ud}
+			create(t, p, cfg, req)
+			if got := fake.Calls("AuthorizeSecurityGroupIngress")[0].Params.Get("IpPermissions.1.FromPort"); got != tc.want {
+				t.Errorf("API port %s, want %s", got, tc.want)
+			}
+			// os cloud-init wraps the machine config, gzip or not, unchanged.
+			ud, _ := base64.StdEncoding.DecodeString(fake.Calls("RunInstances")[0].Params.Get("UserData"))
+			if !strings.Contains(string(ud), base64.StdEncoding.EncodeToString(tc.ud)) {
+				t.Errorf("machine config not carried as is:\n%s", ud)
+			}
+		})
 	}
 }

@@ -2,6 +2,8 @@ package aws
 
 import (
 	"bytes"
+	"compress/gzip"
+	"io"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -30,7 +32,42 @@ func isCloudInit(b []byte) bool {
 			return true
 		}
 	}
-	return len(b) > 1 && b[0] == 0x1f && b[1] == 0x8b
+	return false
+}
+
+// gunzip returns b decompressed if it is gzip, else b.
+func gunzip(b []byte) []byte {
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		return b
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return b
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, 1<<20))
+	if err != nil {
+		return b
+	}
+	return out
+}
+
+// machineConfigDoc is what the provider reads of a k2 machine config
+// (docs/os.md): where the API will be served.
+type machineConfigDoc struct {
+	Kind         string `yaml:"kind"`
+	Server       string `yaml:"server"`
+	ControlPlane *struct {
+		Port int `yaml:"port"`
+	} `yaml:"controlPlane"`
+}
+
+// parseMachineConfig reads a k2 machine config (plain or gzip); ok is
+// false for anything else.
+func parseMachineConfig(b []byte) (doc machineConfigDoc, ok bool) {
+	if err := yaml.Unmarshal(gunzip(b), &doc); err != nil || doc.Kind != "MachineConfig" {
+		return doc, false
+	}
+	return doc, true
 }
 
 // userData is the instance user-data for machine m. With os k2 it is the
@@ -44,7 +81,7 @@ func userData(cfg *config, m sdk.MachineRequest, b sdk.Bootstrap) ([]byte, error
 		return nil, userErrorf("bootstrap.userData", "the bootstrap has no user-data: the aws provider boots machines from it")
 	}
 	out := b.UserData
-	if cfg.OS == OSCloudInit && !isCloudInit(b.UserData) {
+	if cfg.OS == OSCloudInit && !isCloudInit(gunzip(b.UserData)) {
 		arch := m.Arch
 		if arch == "" {
 			arch = "amd64"
