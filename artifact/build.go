@@ -61,26 +61,36 @@ type BuildResult struct {
 }
 
 // Build turns a parsed K8sfile into an artifact. Problems with the input are
-// usererr.KindInvalid errors naming the K8sfile position; all layers are
-// checked before it returns, so one run reports every stable-only violation.
+// usererr.KindInvalid errors naming the K8sfile position; everything is
+// checked before it returns (FROM, every layer, stable-only, the images),
+// so one run reports every problem, sorted by position. [BuildFile] also
+// reports the syntax errors with them.
 func Build(ctx context.Context, f *k8sfile.File, opts BuildOptions) (*BuildResult, error) {
 	if opts.Store == nil || opts.Context == nil {
 		return nil, errors.New("building: Store and Context are required")
-	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
 	}
 	unlock, err := opts.Store.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	res, err := newBuilder(f, opts).build(ctx, nil)
+	if err != nil && ctx.Err() == nil {
+		return nil, sortedErrors([]error{err}, nil)
+	}
+	return res, err
+}
+
+func newBuilder(f *k8sfile.File, opts BuildOptions) *builder {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	b := &builder{f: f, opts: opts, log: log, blobs: opts.Store.oci}
 	if opts.Check {
 		b.blobs = overlay{memory.New(), opts.Store.oci}
 	}
-	return b.build(ctx, nil)
+	return b
 }
 
 // builder holds the state of one build.
@@ -103,59 +113,80 @@ type builder struct {
 }
 
 // build runs the build; seed, if not nil, sets settings that K8sfiles cannot
-// (the built-in bases' Kubernetes version).
+// (the built-in bases' Kubernetes version). It checks everything before it
+// fails — FROM, the machine pools, every layer, stable-only, the images —
+// and returns every problem at once, joined (Build sorts them by position).
 func (b *builder) build(ctx context.Context, seed *Config) (*BuildResult, error) {
 	b.cfg = Config{Version: ConfigVersion, Layers: []LayerSpec{}}
+	var errs []error
 	if err := b.from(ctx); err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		errs = append(errs, err) // the layers are still checked, as if FROM scratch
 	}
 	if seed != nil && seed.Kubernetes != "" {
 		b.cfg.Kubernetes = seed.Kubernetes
 	}
 	if err := b.settings(); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
-	var errs []error
 	for _, l := range b.f.Layers {
 		if err := b.layer(ctx, l); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
 			errs = append(errs, err)
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
 	}
 	b.cfg.AllowBeta = b.cfg.AllowBeta || b.opts.AllowBeta
 	if !b.opts.AllowBeta {
 		if err := b.checkStable(); err != nil {
-			return nil, usererr.Wrap(usererr.KindInvalid, err,
-				"use stable API versions, or build with --allow-beta to accept them")
+			errs = append(errs, usererr.Wrap(usererr.KindInvalid, err,
+				"use stable API versions, or build with --allow-beta to accept them"))
 		}
 	}
-	if err := b.resolveImages(ctx); err != nil {
-		return nil, err
+	// With other problems a build stops here (vendoring would pull every
+	// image for nothing); a check goes on, to report the images' too.
+	if len(errs) == 0 || b.opts.Check {
+		if err := b.resolveImages(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err // Build sorts them
 	}
 	return b.finish(ctx)
 }
 
-// posErr attaches a K8sfile position and instruction to err as an invalid-input error.
+// posErr attaches a K8sfile position and instruction to err as an
+// invalid-input error (or, for a registry error found while handling the
+// instruction, a registry error: exit 5). Joined errors each get the
+// position, so that every problem is reported on its own line.
 func (b *builder) posErr(p k8sfile.Pos, instr string, err error) error {
-	name := p.File
-	if name == "" {
-		name = b.f.Name
+	if p.File == "" {
+		p.File = b.f.Name
 	}
-	if name == "" {
-		name = k8sfile.DefaultName
+	if p.File == "" {
+		p.File = k8sfile.DefaultName
 	}
-	// Keep the kind of a registry error (exit 5) found while handling the
-	// instruction; anything else is invalid input (exit 3).
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range j.Unwrap() {
+			errs = append(errs, b.posErr(p, instr, e))
+		}
+		return errors.Join(errs...)
+	}
+	pe := &PosError{Pos: p, Instruction: instr, Err: err}
+	if errors.Is(err, context.Canceled) {
+		return pe // interrupted: exit 130
+	}
 	kind := usererr.KindInvalid
 	var ue *usererr.Error
 	if errors.As(err, &ue) {
 		kind = ue.Kind
-	} else if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("%s:%d:%d: %s: %w", name, p.Line, p.Col, instr, err) // interrupted: exit 130
 	}
-	return usererr.Wrap(kind, fmt.Errorf("%s:%d:%d: %s: %w", name, p.Line, p.Col, instr, err), "")
+	return usererr.Wrap(kind, pe, "")
 }
 
 // settings merges the K8sfile's ARG, LABEL and MACHINES into the inherited ones.
@@ -191,8 +222,12 @@ func (b *builder) settings() error {
 		}
 	}
 	if len(b.cfg.Machines) > 0 && !slices.ContainsFunc(b.cfg.Machines, func(m MachineSpec) bool { return m.Pool == k8sfile.ControlPlanePool }) {
-		return usererr.New(usererr.KindInvalid, "%s: MACHINES: no %s pool here or in the base %s; add MACHINES %s=1",
-			b.f.Name, k8sfile.ControlPlanePool, b.f.From.Ref, k8sfile.ControlPlanePool)
+		pos := b.f.From.Pos
+		if len(b.f.Machines) > 0 {
+			pos = b.f.Machines[0].Pos
+		}
+		return b.posErr(pos, "MACHINES", fmt.Errorf("no %s pool here or in the base %s; add MACHINES %s=1",
+			k8sfile.ControlPlanePool, b.f.From.Ref, k8sfile.ControlPlanePool))
 	}
 	return nil
 }
@@ -353,9 +388,12 @@ func (b *builder) readCtxFile(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi, err := fs.Stat(b.opts.Context, c); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory; name a file", p)
+	}
 	data, err := fs.ReadFile(b.opts.Context, c)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s does not exist in the build context", p)
+		return nil, missingPath(b.opts.Context, c, p)
 	}
 	return data, err
 }

@@ -46,7 +46,8 @@ func packChartDir(fsys fs.FS, dir string) ([]byte, error) {
 	}
 	ch, err := loader.LoadFiles(bf)
 	if err != nil {
-		return nil, fmt.Errorf("loading chart %s: %w", dir, err)
+		return nil, fmt.Errorf("chart %s does not load: %w; fix %s (a chart needs apiVersion, name and version; helm lint %s shows more)",
+			dir, err, path.Join(dir, "Chart.yaml"), dir)
 	}
 	for i := range files {
 		files[i].Name = ch.Name() + "/" + files[i].Name
@@ -61,7 +62,7 @@ func packChartDir(fsys fs.FS, dir string) ([]byte, error) {
 func (b *builder) chartLayer(name, source string, archive []byte, release, namespace string, vals map[string]any, set []KV) (*LayerSpec, []byte, error) {
 	ch, err := loader.LoadArchive(bytes.NewReader(archive))
 	if err != nil {
-		return nil, nil, fmt.Errorf("loading chart %s: %w", source, err)
+		return nil, nil, fmt.Errorf("chart %s does not load: %w; give a Helm chart archive (helm package), or the chart's directory", source, err)
 	}
 	if release == "" {
 		release = ch.Name()
@@ -74,7 +75,7 @@ func (b *builder) chartLayer(name, source string, archive []byte, release, names
 	}
 	objs, err := b.renderChart(ch, release, namespace, vals, set)
 	if err != nil {
-		return nil, nil, fmt.Errorf("rendering chart %s: %w", ch.Name(), err)
+		return nil, nil, fmt.Errorf("rendering chart %s: %w; fix the chart's templates, or the values (values=, set) they are given", ch.Name(), err)
 	}
 	spec := &LayerSpec{Name: name, Kind: KindChart, MediaType: ChartMediaType, Source: source, Objects: objs,
 		Chart: &ChartSpec{Name: ch.Name(), Version: ch.Metadata.Version, AppVersion: ch.Metadata.AppVersion,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,18 +27,9 @@ func (b *builder) install(ctx context.Context, l *k8sfile.Install) (*LayerSpec, 
 	if err != nil {
 		return nil, nil, err
 	}
-	var vals map[string]any
-	if l.ValuesFile != "" {
-		data, err := b.readCtxFile(l.ValuesFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("values=%s: %w", l.ValuesFile, err)
-		}
-		v, err := chartutil.ReadValues(data)
-		if err != nil {
-			return nil, nil, fmt.Errorf("values=%s: %w", l.ValuesFile, err)
-		}
-		vals = v
-	}
+	// A bad values file does not stop the chart from being fetched: both
+	// problems are reported at once.
+	vals, valsErr := b.values(l.ValuesFile)
 	var archive []byte
 	switch ref.Kind {
 	case k8sfile.ChartOCI:
@@ -45,16 +37,16 @@ func (b *builder) install(ctx context.Context, l *k8sfile.Install) (*LayerSpec, 
 	case k8sfile.ChartRepoURL:
 		archive, err = b.fetchRepoChart(ctx, ref.RepoURL, ref.Chart, l.Version)
 	case k8sfile.ChartAlias:
-		u, ok := b.opts.Repos.URL(ref.Alias)
-		if !ok {
-			return nil, nil, fmt.Errorf("chart repository %q is not known; run k2 repo add %s <url>", ref.Alias, ref.Alias)
+		if u, ok := b.opts.Repos.URL(ref.Alias); ok {
+			archive, err = b.fetchRepoChart(ctx, u, ref.Chart, l.Version)
+		} else {
+			err = fmt.Errorf("chart repository %q is not known; run k2 repo add %s <url>", ref.Alias, ref.Alias)
 		}
-		archive, err = b.fetchRepoChart(ctx, u, ref.Chart, l.Version)
 	default:
-		return nil, nil, fmt.Errorf("chart %q: unknown reference kind", l.Chart)
+		err = fmt.Errorf("chart %q: unknown reference kind", l.Chart)
 	}
-	if err != nil {
-		return nil, nil, err
+	if err != nil || valsErr != nil {
+		return nil, nil, errors.Join(valsErr, err)
 	}
 	var set []KV
 	for _, kv := range l.Set {
@@ -66,6 +58,22 @@ func (b *builder) install(ctx context.Context, l *k8sfile.Install) (*LayerSpec, 
 	}
 	b.log.Info("vendored chart", "chart", l.Chart, "version", spec.Chart.Version, "size", len(archive))
 	return spec, blob, nil
+}
+
+// values reads an INSTALL values= file of the build context ("": none).
+func (b *builder) values(file string) (map[string]any, error) {
+	if file == "" {
+		return nil, nil
+	}
+	data, err := b.readCtxFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("values=%s: %w", file, err)
+	}
+	v, err := chartutil.ReadValues(data)
+	if err != nil {
+		return nil, fmt.Errorf("values=%s: not a YAML map of chart values: %w", file, err)
+	}
+	return v, nil
 }
 
 // fetchOCIChart pulls a chart from an OCI registry with Helm's registry

@@ -22,7 +22,7 @@ func (b *builder) add(l *k8sfile.Add) (*LayerSpec, []byte, error) {
 	}
 	fi, err := fs.Stat(b.opts.Context, p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%s does not exist in the build context; paths are relative to the K8sfile's directory", l.Path)
+		return nil, nil, missingPath(b.opts.Context, p, l.Path)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -64,6 +64,22 @@ func (b *builder) add(l *k8sfile.Add) (*LayerSpec, []byte, error) {
 		return b.manifestsLayer(name, l.Path, []File{{Name: path.Base(p), Data: data}})
 	}
 	return nil, nil, fmt.Errorf("%s is neither a directory, a chart archive (.tgz) nor a manifest (.yaml, .yml, .json)", l.Path)
+}
+
+// missingPath explains that the context path p (written as given) does not
+// exist, suggesting a close name in its directory.
+func missingPath(fsys fs.FS, p, given string) error {
+	hint := "paths are relative to the build context (the K8sfile's directory, or the DIR given to k2 build)"
+	if ents, err := fs.ReadDir(fsys, path.Dir(p)); err == nil {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if s := k8sfile.Suggest(path.Base(p), names); s != "" {
+			hint = "did you mean " + strings.TrimSuffix(given, path.Base(given)) + s + "? " + hint
+		}
+	}
+	return fmt.Errorf("%s does not exist in the build context; %s", given, hint)
 }
 
 func defaultLayerName(p string) string {

@@ -332,3 +332,31 @@ MACHINES control-plane=${cp} worker=3 memory=${mem}
 		}
 	})
 }
+
+// TestParsePartial: with errors, ParsePartial still returns the instructions
+// on lines without one (for one-pass checks of the build context), and Parse
+// returns no file.
+func TestParsePartial(t *testing.T) {
+	t.Parallel()
+	src := "FROM scratch\nADD ./a\nADD ./b as B\nAPP web image=nginx:1 port=x\nAPP api image=nginx:1\nMACHINES control-plane=1 cpu=lots\nMACHINES worker=2\n"
+	f, _, err := k8sfile.ParsePartial("K8sfile", []byte(src))
+	if err == nil || f == nil {
+		t.Fatalf("ParsePartial = %v, %v; want a partial file and an error", f, err)
+	}
+	var layers, pools []string
+	for _, l := range f.Layers {
+		layers = append(layers, l.LayerName())
+	}
+	for _, m := range f.Machines {
+		pools = append(pools, m.Pool)
+	}
+	if diff := cmp.Diff([]string{"a", "api"}, layers); diff != "" {
+		t.Errorf("layers (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"worker"}, pools); diff != "" {
+		t.Errorf("pools (-want +got):\n%s", diff)
+	}
+	if f, _, err := k8sfile.Parse("K8sfile", []byte(src)); f != nil || err == nil {
+		t.Errorf("Parse = %v, %v; want no file and the error", f, err)
+	}
+}

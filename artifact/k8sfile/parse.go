@@ -24,6 +24,20 @@ func ParseFile(path string) (*File, []string, error) {
 // them), not just the first. On error the returned *File is nil. Every
 // *Error matches [ErrInvalid]; use [Errors] to list them.
 func Parse(name string, src []byte) (*File, []string, error) {
+	f, warns, err := ParsePartial(name, src)
+	if err != nil {
+		return nil, warns, err
+	}
+	return f, warns, nil
+}
+
+// ParsePartial is [Parse] for checking a K8sfile in one pass: besides the
+// same warnings and error it always returns a *File holding what parsed
+// cleanly — every instruction on a line without an error — so a caller can
+// go on to check the build context (ADD paths, values files, charts) of the
+// rest and report those problems with the syntax errors. A File returned
+// with an error must not be built into an artifact.
+func ParsePartial(name string, src []byte) (*File, []string, error) {
 	nodes, lexWarns, errs := lex(name, src)
 	p := &parser{
 		name:   name,
@@ -43,9 +57,22 @@ func Parse(name string, src []byte) (*File, []string, error) {
 		warns = append(warns, fmt.Sprintf("%s:%d: %s", name, w.line, w.msg))
 	}
 	if err := joinErrors(p.errs); err != nil {
-		return nil, warns, err
+		p.dropErrorLines()
+		return p.file, warns, err
 	}
 	return p.file, warns, nil
+}
+
+// dropErrorLines removes from the file the layers and machine pools on lines
+// with an error, so that what is left can be checked further without
+// reporting a problem twice.
+func (p *parser) dropErrorLines() {
+	bad := map[int]bool{}
+	for _, e := range p.errs {
+		bad[e.Pos.Line] = true
+	}
+	p.file.Layers = slices.DeleteFunc(p.file.Layers, func(l Layer) bool { return bad[l.Position().Line] })
+	p.file.Machines = slices.DeleteFunc(p.file.Machines, func(m MachinePool) bool { return bad[m.Line] })
 }
 
 // Expand resolves ${name} references in s from values. A reference to a name

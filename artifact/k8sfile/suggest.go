@@ -48,3 +48,7 @@ func editDistance(a, b string) int {
 	}
 	return d[len(ra)][len(rb)]
 }
+
+// Suggest returns the candidate closest to s (ignoring case) within a small
+// edit distance, or "": for "did you mean …?" hints outside the parser.
+func Suggest(s string, candidates []string) string { return suggest(s, candidates) }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -43,7 +42,8 @@ The same inputs always give the same digest.
 Examples:
   k2 build -t hello:v1 examples/hello
   k2 build -t localhost:5000/shop:1.2 -f deploy/K8sfile .
-  k2 build --check .          validate only; write nothing
+  k2 build --check .          validate only, write nothing: every syntax and
+                              build-context problem at once, sorted by line
   k2 build --vendor-images -t shop:1.2 .   carry the images too (airgap)`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,17 +64,6 @@ Examples:
 			if file == "" {
 				file = filepath.Join(dir, k8sfile.DefaultName)
 			}
-			kf, warns, err := k8sfile.ParseFile(file)
-			log := g.logger()
-			for _, w := range warns {
-				log.Warn(w)
-			}
-			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					return usererr.Wrap(usererr.KindInvalid, err, "create a K8sfile there or pass -f FILE")
-				}
-				return usererr.Wrap(usererr.KindInvalid, err, "")
-			}
 			ctx := cmd.Context()
 			store, err := g.openStore(ctx)
 			if err != nil {
@@ -84,11 +73,15 @@ Examples:
 			if err != nil {
 				return err
 			}
-			res, err := artifact.Build(ctx, kf, artifact.BuildOptions{
+			log := g.logger()
+			res, warns, err := artifact.BuildFile(ctx, file, artifact.BuildOptions{
 				Store: store, Context: os.DirFS(dir), Ref: tag, Check: check, AllowBeta: allowBeta,
 				Repos: repos, Remote: rf.options(g), Logger: log, Pull: pull,
 				VendorImages: vendorImages,
 			})
+			for _, w := range warns {
+				log.Warn(w)
+			}
 			if err != nil {
 				return err
 			}
