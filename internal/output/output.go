@@ -44,16 +44,29 @@ func Table(w io.Writer) *tabwriter.Writer {
 	return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 }
 
-// Bytes formats n bytes as "512 B", "12.3 MiB" and so on.
+// Bytes formats n bytes in the binary-suffix notation a K8sfile and
+// Kubernetes use for sizes: a whole number where the largest unit n reaches,
+// or the one below it, divides n exactly ("4Gi", "1536Mi"), else one decimal
+// of the largest unit ("12.3Mi"); below 1Ki it is bytes ("512B"). It is the
+// one size formatter of the tree.
 func Bytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
+	if n < 0 {
+		return "-" + Bytes(-n)
 	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
+	const units = "KMGTPE"
+	if n < 1<<10 {
+		return fmt.Sprintf("%dB", n)
+	}
+	exp := 0 // n >= 1 << (10 * (exp+1))
+	for exp+1 < len(units) && n>>(10*(exp+2)) > 0 {
 		exp++
 	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	unit := int64(1) << (10 * (exp + 1))
+	switch {
+	case n%unit == 0:
+		return fmt.Sprintf("%d%ci", n/unit, units[exp])
+	case exp > 0 && n%(unit>>10) == 0:
+		return fmt.Sprintf("%d%ci", n/(unit>>10), units[exp-1])
+	}
+	return fmt.Sprintf("%.1f%ci", float64(n)/float64(unit), units[exp])
 }

@@ -108,6 +108,7 @@ func capabilities() sdk.Capabilities {
 	}
 }
 
+// Describe names the provider, its capabilities and its config schema.
 func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
 	return &sdk.DescribeResponse{
 		Name:         Name,
@@ -177,6 +178,8 @@ func load(c sdk.Config) (config, sdk.Diagnostics) {
 	return cfg, ds
 }
 
+// Validate checks the config and the machines against the capabilities
+// without making anything.
 func (p *Provider) Validate(ctx context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
 	_, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)

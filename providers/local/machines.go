@@ -1,236 +1,26 @@
+// The SDK methods that act on machines: Create, List, Delete, Power and
+// Console.
+
 package local
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"k2.dev/k2/providers/sdk"
 )
 
-// record is machine.json.
-type record struct {
-	sdk.Machine
-	Command    []string `json:"command"`
-	Env        []string `json:"env"`
-	PoweredOff bool     `json:"poweredOff,omitempty"`
-	// NetNS is the machine's network namespace; empty on the host network.
-	NetNS string `json:"netns,omitempty"`
-}
-
-func machineDir(stateDir, name string) string {
-	return filepath.Join(stateDir, "machines", name)
-}
-
-func idOf(name string) string { return "local-" + name }
-
-func nameOf(id string) (string, bool) {
-	n, ok := strings.CutPrefix(id, "local-")
-	return n, ok && n != "" && !strings.ContainsAny(n, `/\`) && n != "." && n != ".."
-}
-
-func readRecord(dir string) (record, error) {
-	var r record
-	b, err := os.ReadFile(filepath.Join(dir, "machine.json"))
-	if err != nil {
-		return r, err
-	}
-	return r, json.Unmarshal(b, &r)
-}
-
-func writeRecord(dir string, r record) error {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(dir, ".machine.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("writing machine record: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(dir, "machine.json"))
-}
-
-// startTime returns a process's start time (field 22 of /proc/<pid>/stat)
-// and whether it is alive (exists and is not a zombie).
-func startTime(pid int) (string, bool) {
-	st, _, alive := procStat(pid)
-	return st, alive
-}
-
-// procStat reads a process's start time and session id.
-func procStat(pid int) (start string, session int, alive bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", 0, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
-	if i < 0 {
-		return "", 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return "", 0, false
-	}
-	session, _ = strconv.Atoi(f[3])
-	return f[19], session, true
-}
-
-// pidOf returns the live process of a machine dir, or 0. The pid file is
-// checked first; without a valid one (the plugin died between starting the
-// process and writing the file) the process is found by its working
-// directory, which start sets to the machine dir.
-func pidOf(dir string) int {
-	if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if pid, err := strconv.Atoi(f[0]); err == nil && pid > 0 {
-				if st, alive := startTime(pid); alive && st == f[1] {
-					return pid
-				}
-			}
-		}
-	}
-	return pidByCwd(dir)
-}
-
-// pidByCwd finds a live session leader whose working directory is dir.
-func pidByCwd(dir string) int {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return 0
-	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != abs {
-			continue
-		}
-		// Only the session leader: children of the machine's process share
-		// its working directory.
-		if _, sid, alive := procStat(pid); alive && sid == pid {
-			return pid
-		}
-	}
-	return 0
-}
-
-// start runs the machine's command in a new session, detached from the
-// plugin, and records its pid. A machine with a network namespace gets
-// its namespace and veth (again, after a host reboot) and runs in it.
-func start(stateDir, dir string, r record) error {
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		return err
-	}
-	argv := r.Command
-	if r.NetNS != "" {
-		n, err := ensureNetwork(stateDir)
-		if err != nil {
-			return err
-		}
-		if err := ensureMachineNet(stateDir, r.Name, r.Addresses[0], n); err != nil {
-			return err
-		}
-		// nsenter switches only the network namespace and execs the
-		// command (unlike `ip netns exec`, which remounts /sys and so hides
-		// the cgroup file systems the kubelet needs).
-		argv = append([]string{"nsenter", "--net=/run/netns/" + r.NetNS, "--"}, argv...)
-	}
-	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(cleanEnv(os.Environ()), r.Env...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", argv[0], err)
-	}
-	// Reap it if it dies while this plugin process lives; afterwards init
-	// (or the nearest subreaper) does.
-	go func() { _ = cmd.Wait() }()
-	st, _ := startTime(cmd.Process.Pid)
-	return os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, st)), 0o644)
-}
-
-// cleanEnv drops go-plugin's variables, which belong to this plugin
-// process and not to the machine's.
-func cleanEnv(env []string) []string {
-	var out []string
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "PLUGIN_") || strings.HasPrefix(kv, "K2_PROVIDER_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// stop ends a machine's process group: SIGTERM, then SIGKILL after grace.
-func stop(ctx context.Context, dir string) error {
-	pid := pidOf(dir)
-	if pid == 0 {
-		return nil
-	}
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
-	deadline := time.Now().Add(stopGrace)
-	for pidOf(dir) != 0 {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			time.Sleep(50 * time.Millisecond)
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return nil
-}
-
-// observe sets a record's State from its process.
-func observe(dir string, r *record) {
-	pid := pidOf(dir)
-	switch {
-	case pid != 0:
-		r.State, r.Message = sdk.StateRunning, fmt.Sprintf("pid %d", pid)
-	case r.PoweredOff:
-		r.State, r.Message = sdk.StateStopped, "powered off"
-	case r.State == sdk.StatePending:
-	default:
-		r.State, r.Message = sdk.StateFailed, "process exited: "+logTail(dir)
-	}
-}
-
-// logTail is the last line of a machine's log, for failure messages.
-func logTail(dir string) string {
-	b, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	last := lines[len(lines)-1]
-	if len(last) > 300 {
-		last = last[len(last)-300:]
-	}
-	if last == "" {
-		return "no output; see " + filepath.Join(dir, "agent.log")
-	}
-	return last
-}
-
+// Create makes the requested machines, idempotent by request id: each
+// machine's record is written before its process starts, so a retry of the
+// same request finds it and only starts what is not running. A name taken
+// by another request is a diagnostic on machines[i].name. It returns every
+// requested machine with its observed state.
 func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.CreateResponse, error) {
 	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, &req.Bootstrap)...)
@@ -327,6 +117,8 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 	return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
 }
 
+// List returns the machines under the state directory (those of one
+// request if RequestID is set), each with the state of its process.
 func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListResponse, error) {
 	cfg, ds := load(req.Config)
 	if ds.HasErrors() {
@@ -356,6 +148,9 @@ func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListRes
 	return &sdk.ListResponse{Machines: out}, nil
 }
 
+// Delete stops each machine's process group, cleans up after an agent in
+// its own network namespace, and removes its directory; the bridge goes
+// with the last machine. An id that names no machine counts as deleted.
 func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.DeleteResponse, error) {
 	cfg, ds := load(req.Config)
 	if ds.HasErrors() {
@@ -389,6 +184,8 @@ func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.Del
 	return &sdk.DeleteResponse{Deleted: deleted}, nil
 }
 
+// Power turns a machine off (stop, and stay stopped across Create
+// retries), on (start its process again) or resets it (stop, then start).
 func (p *Provider) Power(ctx context.Context, req *sdk.PowerRequest) (*sdk.PowerResponse, error) {
 	cfg, ds := load(req.Config)
 	name, ok := nameOf(req.MachineID)
@@ -488,17 +285,4 @@ func placeMachine(cfg config, m sdk.MachineRequest) (addr, netns, runtime string
 		return "", "", "", err
 	}
 	return addr, netnsName(cfg.StateDir, m.Name), cfg.runtime(), nil
-}
-
-// cleanupNode removes what a killed agent left (shims, containers, mounts,
-// cgroups): `k2 agent cleanup` in the machine's namespace. A cleanly
-// stopped agent has done this itself; then it finds nothing.
-func cleanupNode(dir string, r record) {
-	if len(r.Command) < 2 || r.Command[1] != "agent" {
-		return
-	}
-	cmd := exec.Command("nsenter", "--net=/run/netns/"+r.NetNS, "--", r.Command[0], "agent", "cleanup",
-		"--data-dir", filepath.Join(dir, "data"), "--node-name", r.Name)
-	cmd.Env = cleanEnv(os.Environ())
-	_ = cmd.Run()
 }

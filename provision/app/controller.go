@@ -250,11 +250,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	}
 	a, err := FromUnstructured(u.Object)
 	if err != nil {
-		return c.fail(ctx, u, &App{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}, nil, "App/"+name, EventInvalidSpec, err, false)
+		return c.fail(ctx, u, &App{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}, nil, invalidSpec(name, err))
 	}
 	desired, err := Render(a)
 	if err != nil {
-		return c.fail(ctx, u, a, nil, "App/"+name, EventInvalidSpec, err, false)
+		return c.fail(ctx, u, a, nil, invalidSpec(name, err))
 	}
 	live := map[string]*unstructured.Unstructured{}
 	want := map[string]bool{}
@@ -265,7 +265,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		out, err := c.dyn.Resource(gvrOf(kind)).Namespace(ns).Apply(ctx, d.GetName(), d,
 			metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 		if err != nil {
-			return c.fail(ctx, u, a, live, kind+"/"+d.GetName(), EventApplyFailed, err, true)
+			return c.fail(ctx, u, a, live, applyFailed(kind+"/"+d.GetName(), err))
 		}
 		live[kind] = out
 		switch b, _ := before.(*unstructured.Unstructured); {
@@ -276,7 +276,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		}
 	}
 	if err := c.deleteStale(ctx, u, a, want); err != nil {
-		return c.fail(ctx, u, a, live, err.object, EventApplyFailed, err.err, true)
+		return c.fail(ctx, u, a, live, applyFailed(err.object, err.err))
 	}
 	return c.writeStatus(ctx, u, a, Rollup(a, live, nil))
 }
@@ -340,13 +340,32 @@ func gvrOf(kind string) schema.GroupVersionResource {
 	panic("app: no resource for kind " + kind)
 }
 
-// fail records err on the App (event, status.lastError, Ready=False) and
-// returns it when retrying can help, nil when only a spec change can.
-func (c *Controller) fail(ctx context.Context, u *unstructured.Unstructured, a *App, live map[string]*unstructured.Unstructured,
-	object, reason string, err error, retry bool) error {
+// failure is what went wrong in one reconcile, to record on the App.
+type failure struct {
+	object string // the child (or the App) it concerns: Kind/name
+	reason string // the event reason
+	err    error
+	retry  bool // whether retrying can help; if not, only a spec change can
+}
+
+// invalidSpec is a spec that cannot be rendered: not retried.
+func invalidSpec(app string, err error) failure {
+	return failure{object: "App/" + app, reason: EventInvalidSpec, err: err}
+}
+
+// applyFailed is a child that could not be applied or deleted: retried.
+func applyFailed(object string, err error) failure {
+	return failure{object: object, reason: EventApplyFailed, err: err, retry: true}
+}
+
+// fail records f on the App (event, status.lastError, Ready=False) and
+// returns its error when retrying can help, nil when only a spec change can.
+// live holds the children applied so far (may be nil).
+func (c *Controller) fail(ctx context.Context, u *unstructured.Unstructured, a *App, live map[string]*unstructured.Unstructured, f failure) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	object, err := f.object, f.err
 	msg := err.Error()
 	if se := (&apierrors.StatusError{}); errors.As(err, &se) {
 		msg = se.ErrStatus.Message
@@ -354,7 +373,7 @@ func (c *Controller) fail(ctx context.Context, u *unstructured.Unstructured, a *
 	if len(msg) > maxMessage {
 		msg = msg[:maxMessage] + "…"
 	}
-	c.recorder.Eventf(u, corev1.EventTypeWarning, reason, "%s: %s", object, msg)
+	c.recorder.Eventf(u, corev1.EventTypeWarning, f.reason, "%s: %s", object, msg)
 	if live == nil {
 		live = map[string]*unstructured.Unstructured{}
 	}
@@ -370,7 +389,7 @@ func (c *Controller) fail(ctx context.Context, u *unstructured.Unstructured, a *
 	if serr := c.writeStatus(ctx, u, a, st); serr != nil {
 		c.log.Warn("writing status", "app", a.Namespace+"/"+a.Name, "err", serr)
 	}
-	if !retry {
+	if !f.retry {
 		c.log.Info("App spec is invalid; waiting for a change", "app", a.Namespace+"/"+a.Name, "err", err)
 		return nil
 	}

@@ -162,7 +162,7 @@ func TestPushImages(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("server images (-want +got):\n%s", diff)
 	}
-	if last := msgs[len(msgs)-1]; last != "100% 2 of 2 vendored images uploaded, 0 already there (24.4 KiB in all)" {
+	if last := msgs[len(msgs)-1]; last != "100% 2 of 2 vendored images uploaded, 0 already there (24.4Ki in all)" {
 		t.Errorf("last progress line %q", last)
 	}
 
@@ -177,7 +177,7 @@ func TestPushImages(t *testing.T) {
 	wantMsgs := []string{
 		"60% image registry.test/web:v1 already on the control plane",
 		"100% image registry.test/db:v2 already on the control plane",
-		"100% 0 of 2 vendored images uploaded, 2 already there (24.4 KiB in all)",
+		"100% 0 of 2 vendored images uploaded, 2 already there (24.4Ki in all)",
 	}
 	if diff := cmp.Diff(wantMsgs, msgs); diff != "" {
 		t.Errorf("progress (-want +got):\n%s", diff)

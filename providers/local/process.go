@@ -1,0 +1,100 @@
+// Starting and stopping a machine's process.
+
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// start runs the machine's command in a new session, detached from the
+// plugin, and records its pid. A machine with a network namespace gets
+// its namespace and veth (again, after a host reboot) and runs in it.
+func start(stateDir, dir string, r record) error {
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+		return err
+	}
+	argv := r.Command
+	if r.NetNS != "" {
+		n, err := ensureNetwork(stateDir)
+		if err != nil {
+			return err
+		}
+		if err := ensureMachineNet(stateDir, r.Name, r.Addresses[0], n); err != nil {
+			return err
+		}
+		// nsenter switches only the network namespace and execs the
+		// command (unlike `ip netns exec`, which remounts /sys and so hides
+		// the cgroup file systems the kubelet needs).
+		argv = append([]string{"nsenter", "--net=/run/netns/" + r.NetNS, "--"}, argv...)
+	}
+	logf, err := os.OpenFile(filepath.Join(dir, "agent.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(cleanEnv(os.Environ()), r.Env...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	// Reap it if it dies while this plugin process lives; afterwards init
+	// (or the nearest subreaper) does.
+	go func() { _ = cmd.Wait() }()
+	st, _ := startTime(cmd.Process.Pid)
+	return os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, st)), 0o644)
+}
+
+// cleanEnv drops go-plugin's variables, which belong to this plugin
+// process and not to the machine's.
+func cleanEnv(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "PLUGIN_") || strings.HasPrefix(kv, "K2_PROVIDER_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// stop ends a machine's process group: SIGTERM, then SIGKILL after grace.
+func stop(ctx context.Context, dir string) error {
+	pid := pidOf(dir)
+	if pid == 0 {
+		return nil
+	}
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	deadline := time.Now().Add(stopGrace)
+	for pidOf(dir) != 0 {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			time.Sleep(50 * time.Millisecond)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
+// cleanupNode removes what a killed agent left (shims, containers, mounts,
+// cgroups): `k2 agent cleanup` in the machine's namespace. A cleanly
+// stopped agent has done this itself; then it finds nothing.
+func cleanupNode(dir string, r record) {
+	if len(r.Command) < 2 || r.Command[1] != "agent" {
+		return
+	}
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+r.NetNS, "--", r.Command[0], "agent", "cleanup",
+		"--data-dir", filepath.Join(dir, "data"), "--node-name", r.Name)
+	cmd.Env = cleanEnv(os.Environ())
+	_ = cmd.Run()
+}

@@ -1,0 +1,83 @@
+// PID discovery through procfs: the pid file checked against the
+// process's start time, else the session leader whose working directory is
+// the machine's.
+
+package local
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// startTime returns a process's start time (field 22 of /proc/<pid>/stat)
+// and whether it is alive (exists and is not a zombie).
+func startTime(pid int) (string, bool) {
+	st, _, alive := procStat(pid)
+	return st, alive
+}
+
+// procStat reads a process's start time and session id.
+func procStat(pid int) (start string, session int, alive bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+		return "", 0, false
+	}
+	session, _ = strconv.Atoi(f[3])
+	return f[19], session, true
+}
+
+// pidOf returns the live process of a machine dir, or 0. The pid file is
+// checked first; without a valid one (the plugin died between starting the
+// process and writing the file) the process is found by its working
+// directory, which start sets to the machine dir.
+func pidOf(dir string) int {
+	if b, err := os.ReadFile(filepath.Join(dir, "pid")); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if pid, err := strconv.Atoi(f[0]); err == nil && pid > 0 {
+				if st, alive := startTime(pid); alive && st == f[1] {
+					return pid
+				}
+			}
+		}
+	}
+	return pidByCwd(dir)
+}
+
+// pidByCwd finds a live session leader whose working directory is dir.
+func pidByCwd(dir string) int {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return 0
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid)); err != nil || cwd != abs {
+			continue
+		}
+		// Only the session leader: children of the machine's process share
+		// its working directory.
+		if _, sid, alive := procStat(pid); alive && sid == pid {
+			return pid
+		}
+	}
+	return 0
+}

@@ -1,0 +1,84 @@
+// Record I/O: machine.json, the names and ids of machines, and the state
+// observed from a machine's process.
+
+package local
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"k2.dev/k2/providers/sdk"
+)
+
+// record is machine.json.
+type record struct {
+	sdk.Machine
+	Command    []string `json:"command"`
+	Env        []string `json:"env"`
+	PoweredOff bool     `json:"poweredOff,omitempty"`
+	// NetNS is the machine's network namespace; empty on the host network.
+	NetNS string `json:"netns,omitempty"`
+}
+
+func machineDir(stateDir, name string) string {
+	return filepath.Join(stateDir, "machines", name)
+}
+
+func idOf(name string) string { return "local-" + name }
+
+func nameOf(id string) (string, bool) {
+	n, ok := strings.CutPrefix(id, "local-")
+	return n, ok && n != "" && !strings.ContainsAny(n, `/\`) && n != "." && n != ".."
+}
+
+func readRecord(dir string) (record, error) {
+	var r record
+	b, err := os.ReadFile(filepath.Join(dir, "machine.json"))
+	if err != nil {
+		return r, err
+	}
+	return r, json.Unmarshal(b, &r)
+}
+
+func writeRecord(dir string, r record) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, ".machine.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("writing machine record: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(dir, "machine.json"))
+}
+
+// observe sets a record's State from its process.
+func observe(dir string, r *record) {
+	pid := pidOf(dir)
+	switch {
+	case pid != 0:
+		r.State, r.Message = sdk.StateRunning, fmt.Sprintf("pid %d", pid)
+	case r.PoweredOff:
+		r.State, r.Message = sdk.StateStopped, "powered off"
+	case r.State == sdk.StatePending:
+	default:
+		r.State, r.Message = sdk.StateFailed, "process exited: "+logTail(dir)
+	}
+}
+
+// logTail is the last line of a machine's log, for failure messages.
+func logTail(dir string) string {
+	b, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	last := lines[len(lines)-1]
+	if len(last) > 300 {
+		last = last[len(last)-300:]
+	}
+	if last == "" {
+		return "no output; see " + filepath.Join(dir, "agent.log")
+	}
+	return last
+}
