@@ -459,3 +459,45 @@ func readAllLimit(r io.Reader, n int64) ([]byte, error) {
 	}
 	return b, err
 }
+
+// InstanceInfo is a snapshot of one instance, for test assertions.
+type InstanceInfo struct {
+	ID, State, PrivateIP, Token string
+	Tags                        map[string]string
+}
+
+// Instances returns every instance the fake made (terminated ones too),
+// in launch order, ignoring the consistency delay.
+func (s *Server) Instances() []InstanceInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advance(time.Now())
+	var out []InstanceInfo
+	for _, id := range s.order {
+		in := s.instances[id]
+		out = append(out, InstanceInfo{ID: id, State: in.State, PrivateIP: in.PrivateIP, Token: in.Token, Tags: copyTags(s.tags[id])})
+	}
+	return out
+}
+
+// GroupInfo is a snapshot of one security group, for test assertions.
+type GroupInfo struct {
+	ID, Name string
+	Tags     map[string]string
+	Rules    int
+}
+
+// SecurityGroups returns the security groups that exist, but the VPC's
+// default one.
+func (s *Server) SecurityGroups() []GroupInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []GroupInfo
+	for id, g := range s.groups {
+		if g.Name != "default" {
+			out = append(out, GroupInfo{ID: id, Name: g.Name, Tags: copyTags(s.tags[id]), Rules: len(g.Rules)})
+		}
+	}
+	sortByID(out, func(g GroupInfo) string { return g.ID })
+	return out
+}
