@@ -49,12 +49,14 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 			uds[m.Name] = ud
 		}
 	}
-	if ds.HasErrors() {
-		return &sdk.CreateResponse{Diagnostics: ds}, nil
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if configErrors(ds) {
+		return &sdk.CreateResponse{Diagnostics: ds}, nil
+	}
+	// Credentials are checked even when the request has other problems:
+	// a user fixes both at once.
 	c, cds := connect(ctx, cfg)
 	ds = append(ds, cds...)
 	if ds.HasErrors() {
@@ -81,6 +83,17 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 		return nil, err
 	}
 	return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
+}
+
+// configErrors reports whether ds has an error about the config itself
+// (then connecting makes no sense).
+func configErrors(ds sdk.Diagnostics) bool {
+	for _, d := range ds {
+		if d.Severity != sdk.SeverityWarning && (d.Path == "config" || strings.HasPrefix(d.Path, "config.")) {
+			return true
+		}
+	}
+	return false
 }
 
 // create finds machine m of req (made by an earlier attempt) or launches
