@@ -30,8 +30,15 @@ type Environment struct {
 	// ProviderConfigRef says where ProviderConfig came from (a file), for people.
 	ProviderConfigRef string            `json:"providerConfigRef,omitempty"`
 	Values            map[string]string `json:"values"`
-	CreatedAt         time.Time         `json:"createdAt"`
-	UpdatedAt         time.Time         `json:"updatedAt"`
+	// Registry is where promotions to this environment copy the artifact
+	// first: a registry host with an optional repository prefix
+	// (registry.example:5000/mirror); empty deploys from where the source
+	// environment's artifact is.
+	Registry string `json:"registry,omitempty"`
+	// Policy holds the gates a promotion to this environment must pass.
+	Policy    Policy    `json:"policy"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 var envNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -85,6 +92,13 @@ func (s *Store) CreateEnv(ctx context.Context, e Environment) (*Environment, err
 	if err != nil {
 		return nil, err
 	}
+	if err := ValidateRegistry(e.Registry); err != nil {
+		return nil, fmt.Errorf("environment %q: %w", e.Name, err)
+	}
+	pol, err := json.Marshal(e.Policy)
+	if err != nil {
+		return nil, err
+	}
 	uid := make([]byte, 8)
 	if _, err := rand.Read(uid); err != nil {
 		return nil, err
@@ -92,9 +106,9 @@ func (s *Store) CreateEnv(ctx context.Context, e Environment) (*Environment, err
 	e.UID = hex.EncodeToString(uid)
 	now := s.stamp()
 	_, err = s.db.ExecContext(ctx, `INSERT INTO environments
-		(name, uid, provider, provider_config, provider_ref, vals, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Name, e.UID, e.Provider, string(e.ProviderConfig), e.ProviderConfigRef, string(vals), now, now)
+		(name, uid, provider, provider_config, provider_ref, vals, registry, policy, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Name, e.UID, e.Provider, string(e.ProviderConfig), e.ProviderConfigRef, string(vals), e.Registry, string(pol), now, now)
 	if err != nil {
 		if isConstraint(err) {
 			return nil, fmt.Errorf("environment %q: %w", e.Name, ErrExists)
@@ -104,7 +118,7 @@ func (s *Store) CreateEnv(ctx context.Context, e Environment) (*Environment, err
 	return s.GetEnv(ctx, e.Name)
 }
 
-const envCols = `name, uid, provider, provider_config, provider_ref, vals, created_at, updated_at`
+const envCols = `name, uid, provider, provider_config, provider_ref, vals, registry, policy, created_at, updated_at`
 
 // GetEnv returns the environment name, or ErrNotFound.
 func (s *Store) GetEnv(ctx context.Context, name string) (*Environment, error) {
@@ -194,14 +208,17 @@ type scanner interface{ Scan(dest ...any) error }
 
 func scanEnv(r scanner) (*Environment, error) {
 	var e Environment
-	var cfg, vals, created, updated string
-	if err := r.Scan(&e.Name, &e.UID, &e.Provider, &cfg, &e.ProviderConfigRef, &vals, &created, &updated); err != nil {
+	var cfg, vals, pol, created, updated string
+	if err := r.Scan(&e.Name, &e.UID, &e.Provider, &cfg, &e.ProviderConfigRef, &vals, &e.Registry, &pol, &created, &updated); err != nil {
 		return nil, err
 	}
 	e.ProviderConfig = json.RawMessage(cfg)
 	e.Values = map[string]string{}
 	if err := json.Unmarshal([]byte(vals), &e.Values); err != nil {
 		return nil, fmt.Errorf("environment %q: stored values: %w", e.Name, err)
+	}
+	if err := json.Unmarshal([]byte(pol), &e.Policy); err != nil {
+		return nil, fmt.Errorf("environment %q: stored policy: %w", e.Name, err)
 	}
 	e.CreatedAt, e.UpdatedAt = parseTime(created), parseTime(updated)
 	return &e, nil

@@ -86,6 +86,22 @@ CREATE TABLE locks (
 	since      TEXT NOT NULL
 );
 `},
+	{"promotion: registries, gates, deployment values and approvals", `
+ALTER TABLE environments ADD COLUMN registry TEXT NOT NULL DEFAULT '';  -- repository prefix promotions copy to
+ALTER TABLE environments ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';  -- JSON gates for promotions to this env
+ALTER TABLE deployments ADD COLUMN vals TEXT NOT NULL DEFAULT '{}';     -- JSON of the ARG values it resolved
+ALTER TABLE deployments ADD COLUMN values_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE deployments ADD COLUMN actor TEXT NOT NULL DEFAULT '';      -- who ran it: user@host or $K2_ACTOR
+ALTER TABLE deployments ADD COLUMN source TEXT NOT NULL DEFAULT '';     -- promote: the source env; rollback: the deployment restored
+CREATE TABLE approvals (
+	env         TEXT NOT NULL REFERENCES environments(name) ON DELETE CASCADE ON UPDATE CASCADE,
+	digest      TEXT NOT NULL,                     -- the artifact digest approved for env
+	actor       TEXT NOT NULL,
+	comment     TEXT NOT NULL DEFAULT '',
+	approved_at TEXT NOT NULL,
+	PRIMARY KEY (env, digest, actor)
+);
+`},
 }
 
 // SchemaVersion is the newest schema version this binary knows.

@@ -13,7 +13,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 	ew := &errWriter{w: w}
 	ew.printf("Plan for environment %s (provider %s)\n", p.Env, p.Provider)
 	art := p.Artifact.Ref
-	if p.Artifact.Digest != "" {
+	if p.Artifact.Digest != "" && !strings.HasSuffix(art, "@"+p.Artifact.Digest) {
 		if art != "" {
 			art += "@"
 		}

@@ -21,7 +21,10 @@ type DeployOptions struct {
 	ArtifactDigest string
 	// Command is shown to whoever finds the environment locked.
 	Command string
-	Resume  ResumeMode
+	// Source: the environment a promotion comes from, or the deployment a
+	// rollback restores (recorded in the history).
+	Source string
+	Resume ResumeMode
 	// Plan computes the plan for the (possibly just created) environment;
 	// PlanDeploy or NewPlan with the right inputs.
 	Plan func(ctx context.Context, env *state.Environment) (*Plan, error)
@@ -72,10 +75,16 @@ func Deploy(ctx context.Context, s *state.Store, o DeployOptions) (*DeployResult
 	if err != nil {
 		return nil, err
 	}
-	ss, err := Begin(ctx, s, BeginOptions{Env: o.Env, Op: o.Op, ArtifactRef: o.ArtifactRef, Command: o.Command, Resume: o.Resume, Logger: o.Logger})
+	ss, err := Begin(ctx, s, BeginOptions{Env: o.Env, Op: o.Op, ArtifactRef: o.ArtifactRef, Command: o.Command,
+		Source: o.Source, Resume: o.Resume, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
+	vals := plan.ValueMap()
+	if err := s.SetDeploymentValues(ctx, ss.State.Deployment.ID, vals); err != nil {
+		return nil, errors.Join(err, ss.Finish(ctx, err, false))
+	}
+	ss.State.Deployment.Values, ss.State.Deployment.ValuesHash = vals, state.ValuesHash(vals)
 	if o.ArtifactDigest != "" {
 		if err := s.SetDeploymentDigest(ctx, ss.State.Deployment.ID, o.ArtifactDigest); err != nil {
 			return nil, errors.Join(err, ss.Finish(ctx, err, false))

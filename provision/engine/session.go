@@ -32,8 +32,11 @@ type BeginOptions struct {
 	ArtifactRef string
 	// Command is shown to whoever finds the environment locked.
 	Command string
-	Resume  ResumeMode
-	Logger  *slog.Logger
+	// Source is recorded with a new deployment: the environment a
+	// promotion comes from, the deployment a rollback restores.
+	Source string
+	Resume ResumeMode
+	Logger *slog.Logger
 }
 
 // Session is a deployment in progress: the environment's lock is held and
@@ -95,7 +98,7 @@ func Begin(ctx context.Context, s *state.Store, o BeginOptions) (*Session, error
 			dep.Result = state.Running
 		}
 	} else {
-		dep, err = s.BeginDeployment(ctx, state.Deployment{Env: o.Env, Op: o.Op, ArtifactRef: o.ArtifactRef})
+		dep, err = s.BeginDeployment(ctx, state.Deployment{Env: o.Env, Op: o.Op, ArtifactRef: o.ArtifactRef, Source: o.Source})
 		if err != nil {
 			return fail(err)
 		}

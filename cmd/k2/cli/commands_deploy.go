@@ -19,6 +19,7 @@ func deployCommands(g *globals) []*cobra.Command {
 		newDestroyCmd(g),
 		newEnvCmd(g),
 		newHistoryCmd(g),
+		newRollbackCmd(g),
 	}
 }
 

@@ -38,6 +38,17 @@ type deployFlags struct {
 	rollback   bool
 	timeout    time.Duration
 	remote     remoteFlags
+	// source is recorded with the deployment (promote: the source env;
+	// rollback: the deployment restored).
+	source string
+}
+
+// setValues makes vals win over every other value of the deploy, as --set
+// does: rollback and resume replay a recorded deployment's values.
+func (d *deployFlags) setValues(vals map[string]string) {
+	for _, k := range state.SortedKeys(vals) {
+		d.sets = append(d.sets, k+"="+vals[k])
+	}
 }
 
 func (d *deployFlags) register(cmd *cobra.Command) {
@@ -164,7 +175,7 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 		return nil, err
 	}
 	var prev map[string]string
-	if op == state.OpUpgrade {
+	if op != state.OpDeploy {
 		if prev, err = cluster.PreviousLayers(ctx, s, d.env); err != nil {
 			return nil, err
 		}
@@ -188,7 +199,7 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 	return engine.Deploy(ctx, s, engine.DeployOptions{
 		Env: d.env, Provider: d.provider, Op: op, Resume: resume,
 		ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(),
-		Command: strings.Join(os.Args, " "),
+		Command: strings.Join(os.Args, " "), Source: d.source,
 		Plan: func(ctx context.Context, env *state.Environment) (*engine.Plan, error) {
 			return engine.NewPlan(engine.PlanOptions{
 				Env: env, ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(), Config: a.Config,

@@ -178,7 +178,7 @@ func printEnv(w io.Writer, d *engine.EnvDetail) error {
 
 func artifactOf(d *state.Deployment) string {
 	switch {
-	case d.ArtifactRef != "" && d.ArtifactDigest != "":
+	case d.ArtifactRef != "" && d.ArtifactDigest != "" && !strings.HasSuffix(d.ArtifactRef, "@"+d.ArtifactDigest):
 		return d.ArtifactRef + "@" + d.ArtifactDigest
 	case d.ArtifactRef != "":
 		return d.ArtifactRef

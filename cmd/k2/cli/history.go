@@ -16,10 +16,15 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "history <env>",
 		Short: "List an environment's deployments, newest first",
-		Long: `List the deploys, upgrades and destroys of an environment, newest first, with
-the artifact each one used and how it ended. A deployment still "running" with
-nobody holding the environment's lock was interrupted; 'k2 deploy' again
-resumes it.`,
+		Long: `List the deploys, upgrades, promotions, rollbacks and destroys of an
+environment, newest first: the artifact digest each one deployed, the hash of
+the ARG values it resolved (equal hashes, equal values), who ran it (user@host,
+or $K2_ACTOR), when, and how it ended. FROM names the environment a promotion
+came from or the deployment a rollback restored. -o json adds the artifact
+reference and the values themselves.
+
+A deployment still "running" with nobody holding the environment's lock was
+interrupted; 'k2 deploy' again resumes it.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := g.format()
@@ -41,14 +46,15 @@ resumes it.`,
 					return err
 				}
 				t := output.Table(w)
-				fmt.Fprintln(t, "ID\tOP\tARTIFACT\tSTARTED\tDURATION\tRESULT\tERROR")
+				fmt.Fprintln(t, "ID\tOP\tDIGEST\tVALUES\tWHO\tSTARTED\tDURATION\tRESULT\tFROM\tERROR")
 				for _, d := range h {
 					dur := "-"
 					if !d.FinishedAt.IsZero() {
 						dur = d.FinishedAt.Sub(d.StartedAt).Round(time.Second).String()
 					}
-					fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Op, artifactOf(&d),
-						d.StartedAt.Format(time.RFC3339), dur, d.Result, oneLine(d.Error))
+					fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Op,
+						dash(engine.ShortDigest(d.ArtifactDigest)), dash(engine.ShortDigest(d.ValuesHash)), dash(d.Actor),
+						d.StartedAt.Format(time.RFC3339), dur, d.Result, dash(d.Source), oneLine(d.Error))
 				}
 				return t.Flush()
 			})

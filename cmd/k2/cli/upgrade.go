@@ -59,6 +59,10 @@ request id). Fails when there is nothing to resume.`,
 			if err != nil {
 				return engine.UserError(err)
 			}
+			// The values the interrupted run resolved, so a deploy
+			// started with --set resumes with the same values.
+			d.setValues(last.Values)
+			d.source = last.Source
 			res, err := runDeploy(cmd.Context(), g, &d, last.ArtifactRef, last.Op, engine.ResumeRequired)
 			return renderDeploy(g, f, res, err)
 		},
