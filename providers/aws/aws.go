@@ -6,8 +6,8 @@
 // with k2.dev/environment, k2.dev/request-id and k2.dev/managed-by=k2:
 //
 //   - a security group k2-<env> in the subnet's VPC that lets in only the
-//     API port from the configured CIDRs (api_cidrs) and all traffic from
-//     members of the group (node to node);
+//     API and join ports from the configured CIDRs (api_cidrs) and all
+//     traffic from members of the group (node to node);
 //   - one instance per machine, in the configured subnet (or the default
 //     VPC's default subnet for the first availability zone), of the
 //     configured instance type or the smallest current-generation type
@@ -73,6 +73,7 @@ const (
 	defaultMemory       = 4 << 30
 	defaultDiskGiB      = 20
 	defaultAPIPort      = 6443
+	defaultJoinPort     = 6444
 	defaultAMIParameter = "/aws/service/debian/release/12/latest/{arch}"
 )
 
@@ -101,7 +102,7 @@ var schema = []sdk.ConfigField{
 	{Name: "k2_url", Type: sdk.TypeString, Description: "os cloud-init: URL of the k2 binary the machine downloads ({arch}: amd64, arm64)"},
 	{Name: "k2_image", Type: sdk.TypeString, Description: "os cloud-init: OCI reference whose first layer is the k2 binary (instead of k2_url)"},
 	{Name: "api_cidrs", Type: sdk.TypeList, Description: "CIDRs allowed to reach the API port; default [0.0.0.0/0] (with a warning)"},
-	{Name: "api_port", Type: sdk.TypeInt, Description: "the API port to open; default: the port of the cluster's server URL, else 6443"},
+	{Name: "api_port", Type: sdk.TypeInt, Description: "the API port to open; default: the machine config's, else 6443 (the join port, default 6444, is opened too)"},
 	{Name: "public_ip", Type: sdk.TypeBool, Description: "give instances a public address (default: the subnet's setting)"},
 	{Name: "key_name", Type: sdk.TypeString, Description: "EC2 key pair for SSH (optional)"},
 	{Name: "instance_profile", Type: sdk.TypeString, Description: "IAM instance profile name (optional)"},

@@ -160,8 +160,9 @@ func TestExactRequests(t *testing.T) {
 		rules = append(rules, strings.Join([]string{q.Get("IpPermissions.1.IpProtocol"), q.Get("IpPermissions.1.FromPort"),
 			q.Get("IpPermissions.1.ToPort"), q.Get("IpPermissions.1.IpRanges.1.CidrIp"), q.Get("IpPermissions.1.Groups.1.GroupId")}, " "))
 	}
-	// The API port comes from the bootstrap's server URL (7443).
-	wantRules := []string{"tcp 7443 7443 10.0.0.0/8 ", "-1    " + groupID}
+	// The API port comes from the bootstrap's server URL (7443); the join
+	// port (for image uploads from k2 deploy) is the default 6444.
+	wantRules := []string{"tcp 7443 7443 10.0.0.0/8 ", "tcp 6444 6444 10.0.0.0/8 ", "-1    " + groupID}
 	if diff := cmp.Diff(wantRules, rules); diff != "" {
 		t.Errorf("ingress rules (-want +got):\n%s", diff)
 	}

@@ -111,12 +111,12 @@ func (c *clients) create(ctx context.Context, req *sdk.CreateRequest, m sdk.Mach
 	if err != nil {
 		return sdk.Machine{}, err
 	}
-	port := apiPort(c.cfg, req.Bootstrap)
-	sg, err := c.ensureGroup(ctx, env, req.RequestID, pl, port)
+	api, join := clusterPorts(c.cfg, req.Bootstrap)
+	sg, err := c.ensureGroup(ctx, env, req.RequestID, pl, api, join)
 	if err != nil {
 		return sdk.Machine{}, err
 	}
-	req.Report(m.Name, "security group %s (API port %d from %s, node to node)", sg, port, strings.Join(c.cfg.APICIDRs, ", "))
+	req.Report(m.Name, "security group %s (ports %d and %d from %s, node to node)", sg, api, join, strings.Join(c.cfg.APICIDRs, ", "))
 	arch := m.Arch
 	if arch == "" {
 		arch = capabilities().Architectures[0]
@@ -372,34 +372,54 @@ func lookupSize(name string) (instanceType, bool) {
 	return t.(instanceType), true
 }
 
-// apiPort is the port to open to the API CIDRs: the config's; else where
-// the machine config (the user-data) says the API is served — its
-// controlPlane.port (default 6443) or the port of its server URL; else the
-// port of the bootstrap's server URL; else 6443.
-func apiPort(cfg *config, b sdk.Bootstrap) int {
-	if cfg.APIPort != 0 {
-		return cfg.APIPort
-	}
+// clusterPorts are the ports to open to the API CIDRs: the API port and
+// the join port (k2 deploy uploads vendored images through it).
+//
+// The API port: the config's api_port; else where the machine config (the
+// user-data) says the API is served — its controlPlane.port (default
+// 6443) or the port of its server URL; else the port of the bootstrap's
+// server URL; else 6443. The join port: the machine config's
+// controlPlane.joinPort or the port of its joinURL, else 6444.
+func clusterPorts(cfg *config, b sdk.Bootstrap) (api, join int) {
+	api, join = defaultAPIPort, defaultJoinPort
 	server := b.ServerURL
 	if doc, ok := parseMachineConfig(b.UserData); ok {
-		if doc.ControlPlane != nil {
-			if doc.ControlPlane.Port > 0 {
-				return doc.ControlPlane.Port
+		if cp := doc.ControlPlane; cp != nil {
+			server = ""
+			if cp.Port > 0 {
+				api = cp.Port
 			}
-			return defaultAPIPort
-		}
-		if doc.Server != "" {
+			if cp.JoinPort > 0 {
+				join = cp.JoinPort
+			}
+		} else if doc.Server != "" {
 			server = doc.Server
 		}
-	}
-	if u, err := url.Parse(server); err == nil && u.Host != "" {
-		if _, p, err := net.SplitHostPort(u.Host); err == nil {
-			if n, err := strconv.Atoi(p); err == nil && n > 0 {
-				return n
-			}
+		if p := urlPort(doc.JoinURL); p > 0 {
+			join = p
 		}
 	}
-	return defaultAPIPort
+	if p := urlPort(server); p > 0 {
+		api = p
+	}
+	if cfg.APIPort != 0 {
+		api = cfg.APIPort
+	}
+	return api, join
+}
+
+// urlPort is the explicit port of an https URL, or 0.
+func urlPort(s string) int {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return 0
+	}
+	_, p, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }
 
 func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListResponse, error) {

@@ -260,7 +260,7 @@ func TestCloudInitUserData(t *testing.T) {
 	}
 	var doc struct {
 		WriteFiles []struct{ Path, Permissions, Encoding, Content string } `yaml:"write_files"`
-		RunCmd     [][]string                                             `yaml:"runcmd"`
+		RunCmd     [][]string                                              `yaml:"runcmd"`
 	}
 	if err := yaml.Unmarshal(ud, &doc); err != nil {
 		t.Fatalf("user-data is not YAML: %v\n%s", err, ud)
@@ -303,16 +303,16 @@ func TestCloudInitUserData(t *testing.T) {
 func TestAPIPortFromMachineConfig(t *testing.T) {
 	var gz bytes.Buffer
 	zw := gzip.NewWriter(&gz)
-	zw.Write([]byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: control-plane\ncontrolPlane:\n  port: 7777\n  identity: x\n"))
+	zw.Write([]byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: control-plane\ncontrolPlane:\n  port: 7777\n  joinPort: 7778\n  identity: x\n"))
 	zw.Close()
 	for _, tc := range []struct {
-		name string
-		ud   []byte
-		want string
+		name       string
+		ud         []byte
+		want, join string
 	}{
-		{"control-plane-gzip", gz.Bytes(), "7777"},
-		{"control-plane-default", []byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: control-plane\ncontrolPlane:\n  identity: x\n"), "6443"},
-		{"worker", []byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: worker\nserver: https://10.1.2.3:32001\n"), "32001"},
+		{"control-plane-gzip", gz.Bytes(), "7777", "7778"},
+		{"control-plane-default", []byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: control-plane\ncontrolPlane:\n  identity: x\n"), "6443", "6444"},
+		{"worker", []byte("apiVersion: machine.k2.dev/v1\nkind: MachineConfig\nrole: worker\nserver: https://10.1.2.3:32001\njoinURL: https://10.1.2.3:32002\n"), "32001", "32002"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fake, cfg := fakeConfig(t, ec2fake.Options{}, nil)
@@ -320,8 +320,12 @@ func TestAPIPortFromMachineConfig(t *testing.T) {
 			req := cpRequest("r")
 			req.Bootstrap = sdk.Bootstrap{Method: sdk.BootstrapUserData, UserData: tc.ud}
 			create(t, p, cfg, req)
-			if got := fake.Calls("AuthorizeSecurityGroupIngress")[0].Params.Get("IpPermissions.1.FromPort"); got != tc.want {
+			auth := fake.Calls("AuthorizeSecurityGroupIngress")
+			if got := auth[0].Params.Get("IpPermissions.1.FromPort"); got != tc.want {
 				t.Errorf("API port %s, want %s", got, tc.want)
+			}
+			if got := auth[1].Params.Get("IpPermissions.1.FromPort"); got != tc.join {
+				t.Errorf("join port %s, want %s", got, tc.join)
 			}
 			// os cloud-init wraps the machine config, gzip or not, unchanged.
 			ud, _ := base64.StdEncoding.DecodeString(fake.Calls("RunInstances")[0].Params.Get("UserData"))

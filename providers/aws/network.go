@@ -77,9 +77,9 @@ func (c *clients) findGroup(ctx context.Context, env, vpc string) (string, error
 }
 
 // ensureGroup finds or creates the environment's security group and makes
-// sure it has its two rules: the API port from the configured CIDRs, and
-// everything from members of the group.
-func (c *clients) ensureGroup(ctx context.Context, env, reqID string, pl placement, apiPort int) (string, error) {
+// sure it has its rules: the API and join ports from the configured CIDRs,
+// and everything from members of the group.
+func (c *clients) ensureGroup(ctx context.Context, env, reqID string, pl placement, apiPort, joinPort int) (string, error) {
 	id, err := c.findGroup(ctx, env, pl.VPC)
 	if err != nil {
 		return "", err
@@ -127,6 +127,7 @@ func (c *clients) ensureGroup(ctx context.Context, env, reqID string, pl placeme
 	}
 	for _, perm := range []types.IpPermission{
 		{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(int32(apiPort)), ToPort: aws.Int32(int32(apiPort)), IpRanges: ranges},
+		{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(int32(joinPort)), ToPort: aws.Int32(int32(joinPort)), IpRanges: joinRanges(ranges)},
 		{IpProtocol: aws.String("-1"), UserIdGroupPairs: []types.UserIdGroupPair{{GroupId: aws.String(id), Description: aws.String("k2 node to node")}}},
 	} {
 		err := retryEventual(ctx, c.cfg.poll, func() error {
@@ -145,6 +146,15 @@ func (c *clients) ensureGroup(ctx context.Context, env, reqID string, pl placeme
 var errNotYet = &smithy.GenericAPIError{Code: notYet, Message: "not visible yet"}
 
 const notYet = "k2.NotVisibleYet"
+
+// joinRanges labels the API ranges for the join port.
+func joinRanges(api []types.IpRange) []types.IpRange {
+	out := make([]types.IpRange, len(api))
+	for i, r := range api {
+		out[i] = types.IpRange{CidrIp: r.CidrIp, Description: aws.String("k2 join (image upload)")}
+	}
+	return out
+}
 
 // deleteGroups removes the environment's security groups, retrying while
 // terminated instances still hold them (DependencyViolation) until ctx

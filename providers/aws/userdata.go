@@ -3,9 +3,9 @@ package aws
 import (
 	"bytes"
 	"compress/gzip"
-	"io"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -56,8 +56,10 @@ func gunzip(b []byte) []byte {
 type machineConfigDoc struct {
 	Kind         string `yaml:"kind"`
 	Server       string `yaml:"server"`
+	JoinURL      string `yaml:"joinURL"`
 	ControlPlane *struct {
-		Port int `yaml:"port"`
+		Port     int `yaml:"port"`
+		JoinPort int `yaml:"joinPort"`
 	} `yaml:"controlPlane"`
 }
 

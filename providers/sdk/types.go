@@ -116,8 +116,8 @@ type MachineRequest struct {
 	Class string `json:"class,omitempty"` // a MachineClass name, or empty with CPU/Memory
 	CPU   int32  `json:"cpu,omitempty"`
 	// MemoryBytes and DiskBytes: 0 means the provider's default.
-	MemoryBytes int64             `json:"memoryBytes,omitempty"`
-	DiskBytes   int64             `json:"diskBytes,omitempty"`
+	MemoryBytes int64 `json:"memoryBytes,omitempty"`
+	DiskBytes   int64 `json:"diskBytes,omitempty"`
 	// Labels become the node's labels. k2 sets k2.dev/pool, k2.dev/role
 	// and LabelEnvironment.
 	Labels map[string]string `json:"labels,omitempty"`
