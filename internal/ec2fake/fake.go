@@ -343,12 +343,29 @@ func (s *Server) fault(service, action string) *apiError {
 	return nil
 }
 
-// record logs a call and returns the hooks to run.
-func (s *Server) record(c Call) []func(Call) {
+// done records a call with its outcome, releases s.mu (held by the
+// caller) and runs the OnCall hooks.
+func (s *Server) done(c Call, aerr *apiError) {
+	if aerr != nil {
+		c.Error = aerr.code
+	}
 	c.Time = time.Now()
 	s.calls = append(s.calls, c)
 	s.o.Logger.Debug("ec2fake", "service", c.Service, "action", c.Action, "error", c.Error)
-	return append([]func(Call){}, s.onCall...)
+	hooks := append([]func(Call){}, s.onCall...)
+	s.mu.Unlock()
+	for _, f := range hooks {
+		f(c)
+	}
+}
+
+// born registers a new resource: its creation time (for the consistency
+// delay) and its tags. Called with s.mu held.
+func (s *Server) born(id string, now time.Time, tags map[string]string) {
+	s.created[id] = now
+	if len(tags) > 0 {
+		s.tags[id] = tags
+	}
 }
 
 type ec2Handler func(s *Server, p *params, now time.Time) (any, *apiError)
@@ -403,15 +420,7 @@ func (s *Server) serveEC2(w http.ResponseWriter, r *http.Request, rid string) {
 		s.lose[action]--
 		aerr = errf(http.StatusInternalServerError, "InternalError", "An internal error has occurred (response lost on purpose by ec2fake).")
 	}
-	c := Call{Service: "ec2", Action: action, Params: r.Form}
-	if aerr != nil {
-		c.Error = aerr.code
-	}
-	hooks := s.record(c)
-	s.mu.Unlock()
-	for _, f := range hooks {
-		f(c)
-	}
+	s.done(Call{Service: "ec2", Action: action, Params: r.Form}, aerr)
 	if aerr != nil {
 		writeError(w, rid, aerr)
 		return

@@ -178,10 +178,7 @@ func (s *Server) importSnapshot(p *params, now time.Time) (any, *apiError) {
 		t = &importTask{ID: "import-" + s.newID("snap"), Description: p.str("Description"), Bucket: bucket, Key: key,
 			Format: format, Token: token, Status: "active", Message: "pending", Started: now}
 		s.tasks[t.ID] = t
-		s.created[t.ID] = now
-		if tags := p.tagSpecs("import-snapshot-task"); len(tags) > 0 {
-			s.tags[t.ID] = tags
-		}
+		s.born(t.ID, now, p.tagSpecs("import-snapshot-task"))
 	}
 	return struct {
 		Description string        `xml:"description,omitempty"`
@@ -274,10 +271,7 @@ func (s *Server) registerImage(p *params, now time.Time) (any, *apiError) {
 		State: "available", Boot: BootK2OS, RootDevice: root, Snapshot: snapID, BootMode: p.str("BootMode"),
 		ImdsSupport: p.str("ImdsSupport"), Ena: p.bool("EnaSupport"), Created: now}
 	s.images[img.ID] = img
-	s.created[img.ID] = now
-	if tags := p.tagSpecs("image"); len(tags) > 0 {
-		s.tags[img.ID] = tags
-	}
+	s.born(img.ID, now, p.tagSpecs("image"))
 	return struct {
 		ImageID string `xml:"imageId"`
 	}{img.ID}, nil

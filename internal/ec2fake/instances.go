@@ -276,10 +276,7 @@ func (s *Server) runInstances(p *params, now time.Time) (any, *apiError) {
 		}
 		s.instances[in.ID] = in
 		s.order = append(s.order, in.ID)
-		s.created[in.ID] = now
-		if len(tags) > 0 {
-			s.tags[in.ID] = copyTags(tags)
-		}
+		s.born(in.ID, now, copyTags(tags))
 		r.instances = append(r.instances, in.ID)
 		if s.o.Booter != nil {
 			s.boot(in, img)

@@ -79,11 +79,8 @@ func (s *Server) createSecurityGroup(p *params, now time.Time) (any, *apiError) 
 	}
 	g := &securityGroup{ID: s.newID("sg"), Name: name, Description: desc, VPC: vpcID}
 	s.groups[g.ID] = g
-	s.created[g.ID] = now
 	tags := p.tagSpecs("security-group")
-	if len(tags) > 0 {
-		s.tags[g.ID] = tags
-	}
+	s.born(g.ID, now, tags)
 	return struct {
 		GroupID string   `xml:"groupId"`
 		Tags    []xmlTag `xml:"tagSet>item,omitempty"`

@@ -56,15 +56,7 @@ func (s *Server) serveS3(w http.ResponseWriter, r *http.Request, rid string) {
 	if aerr == nil {
 		aerr = s.s3Action(w, action, bucket, key, obj)
 	}
-	c := Call{Service: "s3", Action: action, Params: url.Values{"Bucket": {bucket}, "Key": {key}}}
-	if aerr != nil {
-		c.Error = aerr.code
-	}
-	hooks := s.record(c)
-	s.mu.Unlock()
-	for _, f := range hooks {
-		f(c)
-	}
+	s.done(Call{Service: "s3", Action: action, Params: url.Values{"Bucket": {bucket}, "Key": {key}}}, aerr)
 	if aerr != nil {
 		s3Error(w, rid, aerr)
 		return
@@ -214,14 +206,7 @@ func (s *Server) serveSSM(w http.ResponseWriter, r *http.Request, rid string) {
 			c.Params.Set(k, s)
 		}
 	}
-	if aerr != nil {
-		c.Error = aerr.code
-	}
-	hooks := s.record(c)
-	s.mu.Unlock()
-	for _, f := range hooks {
-		f(c)
-	}
+	s.done(c, aerr)
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("x-amzn-RequestId", rid)
 	if aerr != nil {

@@ -85,6 +85,17 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 	return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
 }
 
+// session loads the config and connects: what List, Delete and Console
+// need first.
+func session(ctx context.Context, raw sdk.Config) (*clients, sdk.Diagnostics) {
+	cfg, ds := load(raw)
+	if ds.HasErrors() {
+		return nil, ds
+	}
+	c, cds := connect(ctx, cfg)
+	return c, append(ds, cds...)
+}
+
 // configErrors reports whether ds has an error about the config itself
 // (then connecting makes no sense).
 func configErrors(ds sdk.Diagnostics) bool {
@@ -423,13 +434,9 @@ func urlPort(s string) int {
 }
 
 func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListResponse, error) {
-	cfg, ds := load(req.Config)
+	c, ds := session(ctx, req.Config)
 	if ds.HasErrors() {
 		return &sdk.ListResponse{Diagnostics: ds}, nil
-	}
-	c, cds := connect(ctx, cfg)
-	if cds.HasErrors() {
-		return &sdk.ListResponse{Diagnostics: cds}, nil
 	}
 	fs := []types.Filter{filter("tag:"+TagManagedBy, "k2"), filter("instance-state-name", aliveStates...)}
 	if req.RequestID != "" {
@@ -465,13 +472,9 @@ func validInstanceID(id string) bool {
 }
 
 func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.DeleteResponse, error) {
-	cfg, ds := load(req.Config)
+	c, ds := session(ctx, req.Config)
 	if ds.HasErrors() {
 		return &sdk.DeleteResponse{Diagnostics: ds}, nil
-	}
-	c, cds := connect(ctx, cfg)
-	if cds.HasErrors() {
-		return &sdk.DeleteResponse{Diagnostics: cds}, nil
 	}
 	err := c.delete(ctx, req)
 	if err != nil {
@@ -574,13 +577,9 @@ func (c *clients) waitTerminated(ctx context.Context, env string) error {
 // keeps the last 64 KiB, refreshed every few minutes on real EC2); with
 // Follow it polls for more until ctx ends.
 func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
-	cfg, ds := load(req.Config)
+	c, ds := session(ctx, req.Config)
 	if ds.HasErrors() {
 		return ds.Err()
-	}
-	c, cds := connect(ctx, cfg)
-	if cds.HasErrors() {
-		return cds.Err()
 	}
 	var seen []byte
 	for {
