@@ -15,8 +15,16 @@ import (
 )
 
 func main() {
+	args := os.Args[1:]
+	if os.Getpid() == 1 {
+		// k2 OS: the kernel runs k2 as /init, with the kernel command line's
+		// leftovers as arguments. k2 init handles its own signals.
+		err := cli.Execute(context.Background(), []string{"init"})
+		fmt.Fprintln(os.Stderr, "k2 init:", err)
+		select {} // PID 1 must not exit: the kernel would panic
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.Execute(ctx, os.Args[1:])
+	err := cli.Execute(ctx, args)
 	code := usererr.ExitCode(ctx, err)
 	stop()
 	if err != nil {

@@ -32,6 +32,7 @@ import (
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/controlplane"
 	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/provision/machineconfig"
 	"k2.dev/k2/provision/pki"
 	"k2.dev/k2/state"
 )
@@ -140,6 +141,10 @@ func (c *run) identity(ctx context.Context, st *engine.State) error {
 		return err
 	}
 	id := identity{Port: freePort(), JoinPort: freePort(), Token: tok.String()}
+	if st.Plan != nil && usesMachineConfig(st.Plan.Bootstrap) {
+		// Machines of their own: the well-known ports.
+		id.Port, id.JoinPort = machineconfig.DefaultPort, machineconfig.DefaultJoinPort
+	}
 	b, _ := json.MarshalIndent(id, "", "  ")
 	// Atomic: a deploy killed here must find either no identity or a whole one.
 	if err := atomicfile.Write(filepath.Join(dir, "cluster.json"), b, 0o600); err != nil {
@@ -162,6 +167,9 @@ func (c *run) serverBootstrap(ctx context.Context, st *engine.State, m engine.Ma
 		// One k2 server per cluster for now: further control-plane
 		// machines join as agents with the control-plane role.
 		return c.agentBootstrap(ctx, st, m)
+	}
+	if usesMachineConfig(st.Plan.Bootstrap) {
+		return c.machineConfig(ctx, st, m)
 	}
 	return sdk.Bootstrap{
 		Method: sdk.BootstrapExec,
@@ -193,6 +201,9 @@ func (c *run) serverURL(ctx context.Context, st *engine.State, id *identity) str
 }
 
 func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.MachinePlan) (sdk.Bootstrap, error) {
+	if usesMachineConfig(st.Plan.Bootstrap) {
+		return c.machineConfig(ctx, st, m)
+	}
 	id, err := c.load(ctx, st)
 	if err != nil {
 		return sdk.Bootstrap{}, err
@@ -266,6 +277,11 @@ func (c *run) restConfig(ctx context.Context, st *engine.State) (*rest.Config, e
 		}
 		if err := controlplane.WriteKubeconfig(kc, url, ca, filepath.Join(p, pki.AdminCert), filepath.Join(p, pki.AdminKey), "k2-admin"); err != nil {
 			return nil, err
+		}
+		if st.Plan != nil && usesMachineConfig(st.Plan.Bootstrap) {
+			if err := verifyByServiceName(kc); err != nil {
+				return nil, err
+			}
 		}
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", kc)

@@ -57,7 +57,8 @@ func (c *run) waitServer(ctx context.Context, st *engine.State) error {
 func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 	want := 0
 	for _, m := range st.Plan.Machines {
-		if m.Role == engine.RoleWorker || m.Index > 0 {
+		// A k2 OS control plane is a node too (k2 init runs an agent there).
+		if m.Role == engine.RoleWorker || m.Index > 0 || usesMachineConfig(st.Plan.Bootstrap) {
 			want++
 		}
 	}

@@ -141,6 +141,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid K8sfile or config,
 	root.AddCommand(pluginCommands(g)...)
 	root.AddCommand(deployCommands(g)...)
 	root.AddCommand(appCommands(g)...)
+	root.AddCommand(newInitCmd(g), newOSCmd(g))
 	return root
 }
 
