@@ -137,18 +137,7 @@ func Push(ctx context.Context, s *Store, ref string, o RemoteOptions) (string, o
 	if err != nil {
 		return "", ocispec.Descriptor{}, err
 	}
-	log := o.logger()
-	opts := oras.DefaultCopyOptions
-	opts.Concurrency = 4
-	opts.PreCopy = func(_ context.Context, d ocispec.Descriptor) error {
-		log.Info("pushing", "digest", d.Digest.String(), "size", d.Size, "mediaType", d.MediaType)
-		return nil
-	}
-	opts.OnCopySkipped = func(_ context.Context, d ocispec.Descriptor) error {
-		log.Debug("exists", "digest", d.Digest.String())
-		return nil
-	}
-	d, err := oras.Copy(ctx, s.oci, ref, repo, tag, opts)
+	d, err := copyWithReferrers(ctx, s.oci, ref, repo, tag, "pushing", o.logger())
 	if err != nil {
 		return "", d, registryErr("pushing", ref, err)
 	}
@@ -171,13 +160,7 @@ func Pull(ctx context.Context, s *Store, ref string, o RemoteOptions) (ocispec.D
 	}
 	defer unlock()
 	log := o.logger()
-	opts := oras.DefaultCopyOptions
-	opts.Concurrency = 4
-	opts.PreCopy = func(_ context.Context, d ocispec.Descriptor) error {
-		log.Info("pulling", "digest", d.Digest.String(), "size", d.Size, "mediaType", d.MediaType)
-		return nil
-	}
-	d, err := oras.Copy(ctx, repo, tag, s.oci, ref, opts)
+	d, err := copyWithReferrers(ctx, repo, tag, s.oci, ref, "pulling", log)
 	if err != nil {
 		return d, registryErr("pulling", ref, err)
 	}
@@ -185,6 +168,23 @@ func Pull(ctx context.Context, s *Store, ref string, o RemoteOptions) (ocispec.D
 		log.Warn("not a k2 cluster artifact", "ref", ref, "artifactType", d.ArtifactType)
 	}
 	return d, nil
+}
+
+// copyWithReferrers copies the artifact srcRef names, with everything that
+// refers to it (signatures and other OCI referrers), from src to dst and
+// tags it dstRef there. verb ("pushing") names the progress it logs.
+func copyWithReferrers(ctx context.Context, src oras.ReadOnlyGraphTarget, srcRef string, dst oras.Target, dstRef, verb string, log *slog.Logger) (ocispec.Descriptor, error) {
+	opts := oras.DefaultExtendedCopyOptions
+	opts.Concurrency = 4
+	opts.PreCopy = func(_ context.Context, d ocispec.Descriptor) error {
+		log.Info(verb, "digest", d.Digest.String(), "size", d.Size, "mediaType", d.MediaType)
+		return nil
+	}
+	opts.OnCopySkipped = func(_ context.Context, d ocispec.Descriptor) error {
+		log.Debug("exists", "digest", d.Digest.String())
+		return nil
+	}
+	return oras.ExtendedCopy(ctx, src, srcRef, dst, dstRef, opts)
 }
 
 // OpenRemote opens ref directly from its registry without storing it.
@@ -209,12 +209,17 @@ func OpenRemote(ctx context.Context, ref string, o RemoteOptions) (*Artifact, er
 }
 
 // pinned returns ref with its tag replaced by the digest of d.
-func pinned(ref string, d ocispec.Descriptor) string {
+func pinned(ref string, d ocispec.Descriptor) string { return PinnedRef(ref, d.Digest.String()) }
+
+// PinnedRef returns ref with its tag or digest replaced by digest
+// (host/repo:v1 → host/repo@sha256:…), so that using it never resolves a
+// tag again.
+func PinnedRef(ref, digest string) string {
 	name := ref
 	if i := strings.Index(name, "@"); i >= 0 {
 		name = name[:i]
 	} else if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
 		name = name[:i]
 	}
-	return name + "@" + d.Digest.String()
+	return name + "@" + digest
 }

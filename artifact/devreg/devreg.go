@@ -29,7 +29,7 @@ func Serve(ctx context.Context, addr string, log *slog.Logger, ready func(net.Ad
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           registry.New(registry.Logger(slog.NewLogLogger(log.Handler(), slog.LevelDebug))),
+		Handler:           registry.New(registry.Logger(slog.NewLogLogger(log.Handler(), slog.LevelDebug)), registry.WithReferrersSupport(true)),
 		ReadHeaderTimeout: 30 * time.Second,
 	}
 	errc := make(chan error, 1)

@@ -126,15 +126,3 @@ func short(digest string) string {
 
 // ShortDigest abbreviates a digest to its algorithm and 12 hex digits.
 func ShortDigest(digest string) string { return short(digest) }
-
-// PinnedRef returns ref with its tag or digest replaced by digest:
-// host/repo:v1 → host/repo@sha256:…, so a deploy never re-resolves a tag.
-func PinnedRef(ref, digest string) string {
-	name := ref
-	if i := strings.Index(name, "@"); i >= 0 {
-		name = name[:i]
-	} else if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-		name = name[:i]
-	}
-	return name + "@" + digest
-}

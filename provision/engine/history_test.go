@@ -101,17 +101,3 @@ func TestRollbackTarget(t *testing.T) {
 		t.Errorf("Current after destroy = %v", err)
 	}
 }
-
-func TestPinnedRef(t *testing.T) {
-	for in, want := range map[string]string{
-		"reg.example:5000/team/app:v1":  "reg.example:5000/team/app@" + dg("1"),
-		"reg.example:5000/team/app":     "reg.example:5000/team/app@" + dg("1"),
-		"app:v1":                        "app@" + dg("1"),
-		"reg.example/app@" + dg("0"):    "reg.example/app@" + dg("1"),
-		"reg.example/app:v1@" + dg("0"): "reg.example/app:v1@" + dg("1"),
-	} {
-		if got := engine.PinnedRef(in, dg("1")); got != want {
-			t.Errorf("PinnedRef(%s) = %s, want %s", in, got, want)
-		}
-	}
-}

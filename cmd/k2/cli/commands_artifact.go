@@ -20,6 +20,8 @@ func artifactCommands(g *globals) []*cobra.Command {
 		newImagesCmd(g),
 		newRepoCmd(g),
 		newRegistryCmd(g),
+		newSignCmd(g),
+		newVerifyCmd(g),
 	}
 }
 

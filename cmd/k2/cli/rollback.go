@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/provision/engine"
 	"k2.dev/k2/state"
@@ -51,7 +52,7 @@ the digest must still carry a valid one.`,
 			}
 			d.env, d.source = args[0], target.ID
 			d.setValues(target.Values)
-			ref := engine.PinnedRef(target.ArtifactRef, target.ArtifactDigest)
+			ref := artifact.PinnedRef(target.ArtifactRef, target.ArtifactDigest)
 			if d.dryRun {
 				p, err := planDeploy(ctx, g, &d, ref)
 				if err != nil {
