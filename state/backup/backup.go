@@ -1,10 +1,14 @@
 // Package backup makes consistent online backups of a k2 server's data
-// directory — the SQLite datastore, the PKI and the join tokens — and
-// restores them into a data directory.
+// directory — the datastore, the PKI and the join tokens — and restores
+// them into a data directory.
 //
-// The datastore is copied with SQLite's VACUUM INTO, which reads one
+// A SQLite datastore is copied with SQLite's VACUUM INTO, which reads one
 // consistent snapshot while kine keeps writing; a raw copy of a live WAL
-// database could be torn. The archive is a gzip'd tar with a manifest.
+// database could be torn. An embedded etcd is saved as an etcd snapshot
+// (the running member's, or its database file when the server is stopped);
+// restoring one leaves it for the next server start to import into
+// whichever datastore that server runs (state/datastore). The archive is a
+// gzip'd tar with a manifest.
 package backup
 
 import (
@@ -22,14 +26,17 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"k2.dev/k2/internal/dirlock"
+	"k2.dev/k2/state/datastore"
 )
 
 // Layout of a data directory, as the server writes it.
 const (
 	DBPath       = "db/state.db"
+	SnapshotPath = "db/etcd-snapshot.db"
 	PKIDir       = "pki"
 	TokensFile   = "tokens.json"
 	ManifestFile = "k2-backup.json"
@@ -42,12 +49,15 @@ var ErrNotEmpty = errors.New("data directory already holds a datastore")
 
 // Manifest describes a backup.
 type Manifest struct {
-	Format    string    `json:"format"`
-	Created   time.Time `json:"created"`
-	Source    string    `json:"source"`
-	DBBytes   int64     `json:"dbBytes"`
-	Files     []string  `json:"files"`
-	K2Version string    `json:"k2Version,omitempty"`
+	Format  string    `json:"format"`
+	Created time.Time `json:"created"`
+	Source  string    `json:"source"`
+	// Datastore is what the backup holds: sqlite (db/state.db) or etcd
+	// (an etcd snapshot, db/etcd-snapshot.db).
+	Datastore string   `json:"datastore,omitempty"`
+	DBBytes   int64    `json:"dbBytes"`
+	Files     []string `json:"files"`
+	K2Version string   `json:"k2Version,omitempty"`
 }
 
 // Options for Backup; the zero value is valid.
@@ -57,28 +67,35 @@ type Options struct {
 
 // Backup writes a backup of dataDir to w. It works while the server runs.
 func Backup(ctx context.Context, dataDir string, w io.Writer, opts Options) (*Manifest, error) {
-	db := filepath.Join(dataDir, DBPath)
-	if _, err := os.Stat(db); err != nil {
-		return nil, fmt.Errorf("no SQLite datastore at %s (a server on etcd, Postgres or MySQL is backed up with that database's own tools): %w", db, err)
-	}
 	tmp, err := os.MkdirTemp(dataDir, ".backup-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
-	snap := filepath.Join(tmp, "state.db")
-	if err := vacuumInto(ctx, db, snap); err != nil {
-		return nil, fmt.Errorf("snapshotting %s: %w", db, err)
+	snap, name, kind := filepath.Join(tmp, "state.db"), DBPath, datastore.ModeSQLite
+	switch {
+	case datastore.HasSQLite(dataDir):
+		db := filepath.Join(dataDir, DBPath)
+		if err := vacuumInto(ctx, db, snap); err != nil {
+			return nil, fmt.Errorf("snapshotting %s: %w", db, err)
+		}
+	case datastore.HasEtcd(dataDir):
+		snap, name, kind = filepath.Join(tmp, "etcd-snapshot.db"), SnapshotPath, datastore.ModeEtcd
+		if err := etcdSnapshot(ctx, dataDir, snap); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("no SQLite datastore or embedded etcd in %s (a server on an external etcd, Postgres or MySQL is backed up with that database's own tools)", dataDir)
 	}
 	st, err := os.Stat(snap)
 	if err != nil {
 		return nil, err
 	}
-	m := &Manifest{Format: formatV1, Created: time.Now().UTC().Truncate(time.Second), Source: dataDir, DBBytes: st.Size(), K2Version: opts.K2Version}
+	m := &Manifest{Format: formatV1, Created: time.Now().UTC().Truncate(time.Second), Source: dataDir, Datastore: kind, DBBytes: st.Size(), K2Version: opts.K2Version}
 
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	files := []struct{ src, name string }{{snap, DBPath}}
+	files := []struct{ src, name string }{{snap, name}}
 	if tf := filepath.Join(dataDir, TokensFile); exists(tf) {
 		files = append(files, struct{ src, name string }{tf, TokensFile})
 	}
@@ -135,7 +152,7 @@ func Restore(ctx context.Context, r io.Reader, dataDir string, force bool) (*Man
 		return nil, fmt.Errorf("restoring into %s: %w; stop the server first", dataDir, err)
 	}
 	defer lock.Release()
-	if exists(filepath.Join(dataDir, DBPath)) && !force {
+	if (datastore.HasSQLite(dataDir) || datastore.HasEtcd(dataDir)) && !force {
 		return nil, fmt.Errorf("%s: %w; restore into an empty --data-dir, or pass --force to replace it", dataDir, ErrNotEmpty)
 	}
 	stage, err := os.MkdirTemp(dataDir, ".restore-")
@@ -148,21 +165,31 @@ func Restore(ctx context.Context, r io.Reader, dataDir string, force bool) (*Man
 		return nil, err
 	}
 	// Replace what the backup holds; drop the old WAL so SQLite cannot
-	// replay it onto the restored database.
-	for _, stale := range []string{DBPath + "-wal", DBPath + "-shm", PKIDir} {
+	// replay it onto the restored database, and an old etcd member.
+	for _, stale := range []string{DBPath, DBPath + "-wal", DBPath + "-shm", "db/" + datastore.EtcdDir, "db/" + datastore.EtcdMemberFile, "db/" + datastore.ImportFile, PKIDir} {
 		os.RemoveAll(filepath.Join(dataDir, stale))
 	}
-	for _, name := range []string{DBPath, PKIDir, TokensFile} {
-		src := filepath.Join(stage, name)
+	moves := [][2]string{{DBPath, DBPath}, {PKIDir, PKIDir}, {TokensFile, TokensFile}}
+	if m.Datastore == datastore.ModeEtcd {
+		moves[0] = [2]string{SnapshotPath, "db/" + datastore.SnapshotImportPath}
+	}
+	for _, mv := range moves {
+		src := filepath.Join(stage, mv[0])
 		if !exists(src) {
 			continue
 		}
-		dst := filepath.Join(dataDir, name)
+		dst := filepath.Join(dataDir, mv[1])
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return nil, err
 		}
 		os.RemoveAll(dst)
 		if err := os.Rename(src, dst); err != nil {
+			return nil, err
+		}
+	}
+	if m.Datastore == datastore.ModeEtcd {
+		// The next server start imports it into its datastore.
+		if err := datastore.MarkImport(dataDir, datastore.ImportSnapshot, datastore.SnapshotImportPath); err != nil {
 			return nil, err
 		}
 	}
@@ -220,8 +247,15 @@ func unpack(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 	if m == nil {
 		return nil, errors.New("not a k2 backup: no manifest")
 	}
-	if !exists(filepath.Join(dir, DBPath)) {
-		return nil, errors.New("backup has no datastore")
+	if m.Datastore == "" {
+		m.Datastore = datastore.ModeSQLite // backups made before etcd
+	}
+	want := DBPath
+	if m.Datastore == datastore.ModeEtcd {
+		want = SnapshotPath
+	}
+	if !exists(filepath.Join(dir, want)) {
+		return nil, fmt.Errorf("backup has no datastore (%s)", want)
 	}
 	return m, nil
 }
@@ -250,4 +284,56 @@ func writeEntry(tw *tar.Writer, name string, mode, size int64, r io.Reader) erro
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// etcdSnapshot saves the embedded etcd of dataDir to dst: from the running
+// member when the server runs, else from its database file.
+func etcdSnapshot(ctx context.Context, dataDir, dst string) error {
+	lock, err := dirlock.Acquire(dataDir, serverLock)
+	if err == nil {
+		// Stopped: the member's bbolt file is at rest; copy it in one read
+		// transaction.
+		defer lock.Release()
+		return copyBolt(filepath.Join(dataDir, "db", datastore.EtcdDir, "member", "snap", "db"), dst)
+	}
+	c, url, err := datastore.DialEtcd(dataDir)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rc, err := c.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("taking an etcd snapshot from %s: %w", url, err)
+	}
+	defer rc.Close()
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, rc); err != nil {
+		f.Close()
+		return fmt.Errorf("taking an etcd snapshot from %s: %w", url, err)
+	}
+	return f.Close()
+}
+
+// copyBolt writes a consistent copy of the bbolt database src to dst.
+func copyBolt(src, dst string) error {
+	db, err := bolt.Open(src, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("opening the etcd database %s: %w", src, err)
+	}
+	defer db.Close()
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(f)
+		return err
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

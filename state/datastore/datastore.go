@@ -1,12 +1,15 @@
 // Package datastore runs the Kubernetes datastore for k2's control plane:
-// by default kine in-process over a SQLite file, so no etcd is needed;
-// optionally an external etcd, Postgres or MySQL, given as an endpoint URL.
+// by default kine in-process over a SQLite file, so no etcd is needed; for
+// several servers an etcd member embedded in each (etcd.go); or an external
+// etcd, Postgres or MySQL, given as an endpoint URL. It also moves a
+// cluster's objects between them (import.go).
 package datastore
 
 import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +24,8 @@ import (
 	"github.com/k3s-io/kine/pkg/drivers/generic"
 	"github.com/k3s-io/kine/pkg/endpoint"
 	"github.com/sirupsen/logrus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // DBFile is the SQLite file's name inside <data-dir>/db.
@@ -40,7 +45,11 @@ type Config struct {
 	// Endpoint is empty for SQLite, or etcd://, etcds://, http(s):// (etcd),
 	// postgres://, mysql:// exactly as kine takes them.
 	Endpoint string
-	// Logger receives kine's logs; nil discards them.
+	// Etcd, when set, runs an embedded etcd member instead (Endpoint must
+	// be empty). A SQLite datastore in DataDir is imported into a new
+	// cluster, then kept beside as db/state.db.migrated.
+	Etcd *EtcdConfig
+	// Logger receives kine's and etcd's logs; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -50,9 +59,20 @@ type Datastore struct {
 	EtcdServers []string
 	// DBPath is the SQLite file, or "" for another backend.
 	DBPath string
+	// Mode is ModeSQLite, ModeEtcd or ModeExternal.
+	Mode string
+	// EtcdTLS are the client files the apiserver needs for the embedded
+	// etcd (--etcd-cafile, --etcd-certfile, --etcd-keyfile); nil otherwise.
+	EtcdTLS *TLSFiles
 
-	cancel context.CancelFunc
-	wg     *sync.WaitGroup
+	cancel   context.CancelFunc
+	wg       *sync.WaitGroup
+	log      *slog.Logger
+	etcd     *embed.Etcd
+	etcdName string
+	client   *clientv3.Client // the embedded member's, in process
+	stopEtcd func()
+	stopOnce sync.Once
 }
 
 // SQLiteEndpoint returns the kine endpoint for the SQLite file in dataDir.
@@ -66,14 +86,51 @@ var logrusOnce sync.Once
 // Cancelling ctx does not stop it: call Stop, which waits for kine to close
 // the database so the WAL is checkpointed.
 func Start(ctx context.Context, cfg Config) (*Datastore, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d, err := start(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.runImport(ctx, cfg.DataDir); err != nil {
+		d.Stop()
+		return nil, err
+	}
+	return d, nil
+}
+
+func start(ctx context.Context, cfg Config, log *slog.Logger) (*Datastore, error) {
 	ep := cfg.Endpoint
+	d := &Datastore{wg: &sync.WaitGroup{}, log: log, cancel: func() {}, Mode: ModeExternal}
+	if _, _, ok := PendingImport(cfg.DataDir); ok && ep != "" {
+		return nil, fmt.Errorf("%s has an import pending (a restored backup), but this server uses the external datastore %s; start it without --datastore-endpoint, or remove %s",
+			cfg.DataDir, redact(ep), filepath.Join(cfg.DataDir, "db", ImportFile))
+	}
 	switch {
+	case cfg.Etcd != nil:
+		if ep != "" {
+			return nil, errors.New("datastore: an embedded etcd and an external endpoint exclude each other")
+		}
+		if err := prepareEtcd(cfg, log); err != nil {
+			return nil, err
+		}
+		if err := d.runEtcd(ctx, cfg); err != nil {
+			return nil, err
+		}
+		return d, nil
+	case HasEtcd(cfg.DataDir) && ep == "":
+		return nil, fmt.Errorf("%s holds an embedded etcd member: start the server as that member (k2 server restarts it by itself unless told to use another datastore)", cfg.DataDir)
 	case strings.HasPrefix(ep, "etcd://"):
-		return &Datastore{EtcdServers: splitEtcd(ep, "etcd://", "http://"), cancel: func() {}, wg: &sync.WaitGroup{}}, nil
+		d.EtcdServers = splitEtcd(ep, "etcd://", "http://")
+		return d, nil
 	case strings.HasPrefix(ep, "etcds://"):
-		return &Datastore{EtcdServers: splitEtcd(ep, "etcds://", "https://"), cancel: func() {}, wg: &sync.WaitGroup{}}, nil
+		d.EtcdServers = splitEtcd(ep, "etcds://", "https://")
+		return d, nil
 	case strings.HasPrefix(ep, "http://"), strings.HasPrefix(ep, "https://"):
-		return &Datastore{EtcdServers: strings.Split(ep, ","), cancel: func() {}, wg: &sync.WaitGroup{}}, nil
+		d.EtcdServers = strings.Split(ep, ",")
+		return d, nil
 	}
 	logrusOnce.Do(func() {
 		logrus.SetOutput(io.Discard)
@@ -81,13 +138,13 @@ func Start(ctx context.Context, cfg Config) (*Datastore, error) {
 			logrus.SetOutput(slogWriter{cfg.Logger.With("component", "kine")})
 		}
 	})
-	d := &Datastore{wg: &sync.WaitGroup{}}
 	if ep == "" {
 		if err := os.MkdirAll(filepath.Join(cfg.DataDir, "db"), 0o700); err != nil {
 			return nil, err
 		}
 		ep = SQLiteEndpoint(cfg.DataDir)
 		d.DBPath = filepath.Join(cfg.DataDir, "db", DBFile)
+		d.Mode = ModeSQLite
 	} else if scheme, _, ok := strings.Cut(ep, "://"); !ok || !validScheme(scheme) {
 		// Only the scheme is checked: kine's DSNs are not all URLs
 		// (mysql://user:pass@tcp(host:3306)/db is go-sql-driver's form).
@@ -134,6 +191,29 @@ func Start(ctx context.Context, cfg Config) (*Datastore, error) {
 	return d, nil
 }
 
+// prepareEtcd checks what an embedded etcd member starts from and, for a
+// new cluster on a SQLite data directory, marks the SQLite datastore for
+// import.
+func prepareEtcd(cfg Config, log *slog.Logger) error {
+	if HasEtcd(cfg.DataDir) {
+		return nil // a restart: the member's own data rules
+	}
+	_, _, pending := PendingImport(cfg.DataDir)
+	joining := cfg.Etcd.InitialCluster != ""
+	switch {
+	case joining && pending:
+		return fmt.Errorf("%s has an import pending (a restored backup), but this server joins an existing etcd cluster whose data it takes; restore into the first server instead, or remove %s",
+			cfg.DataDir, filepath.Join(cfg.DataDir, "db", ImportFile))
+	case joining && HasSQLite(cfg.DataDir):
+		return fmt.Errorf("%s holds a SQLite datastore, but this server joins an existing etcd cluster and would leave its objects behind; start it with --cluster-init to move them into a new etcd cluster, or move %s away",
+			cfg.DataDir, filepath.Join(cfg.DataDir, "db"))
+	case !joining && !pending && HasSQLite(cfg.DataDir):
+		log.Info("moving the SQLite datastore into the new embedded etcd cluster", "from", filepath.Join(cfg.DataDir, "db", DBFile))
+		return MarkImport(cfg.DataDir, ImportSQLite, DBFile)
+	}
+	return nil
+}
+
 func validScheme(s string) bool {
 	switch s {
 	case "etcd", "http", "https", "postgres", "postgresql", "mysql", "sqlite", "nats", "unix":
@@ -142,8 +222,15 @@ func validScheme(s string) bool {
 	return false
 }
 
-// Stop shuts kine down and waits until the database is closed.
+// Stop shuts kine or etcd down and waits until the database is closed.
 func (d *Datastore) Stop() {
+	d.stopOnce.Do(d.stop)
+}
+
+func (d *Datastore) stop() {
+	if d.stopEtcd != nil {
+		d.stopEtcd()
+	}
 	d.cancel()
 	done := make(chan struct{})
 	go func() { d.wg.Wait(); close(done) }()
