@@ -242,12 +242,11 @@ func (p *progressReader) Seek(off int64, whence int) (int64, error) {
 	return n, err
 }
 
-// IsUserError reports whether err is a problem the user must fix (bad
-// options or config, missing permission or credentials), for exit codes.
-func IsUserError(err error) bool {
+// IsConfigError reports whether err is a problem with the options or the
+// config that the user must fix (exit code 3); AWS refusing a call (a
+// missing permission, bad credentials) is not one.
+func IsConfigError(err error) bool {
 	var ue *userError
-	var pe *permissionError
-	var ae *authError
 	var de *sdk.DiagnosticsError
-	return errors.As(err, &ue) || errors.As(err, &pe) || errors.As(err, &ae) || errors.As(err, &de)
+	return errors.As(err, &ue) || errors.As(err, &de)
 }

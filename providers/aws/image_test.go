@@ -58,7 +58,7 @@ func TestImportImage(t *testing.T) {
 	os.WriteFile(bad, []byte("not a disk"), 0o644)
 	puts := len(fake.Calls("PutObject"))
 	_, err = aws.ImportImage(context.Background(), aws.ImportOptions{Config: cfg, File: bad, Bucket: "k2-images"})
-	if err == nil || !aws.IsUserError(err) || !strings.Contains(err.Error(), "not a raw disk image") {
+	if err == nil || !aws.IsConfigError(err) || !strings.Contains(err.Error(), "not a raw disk image") {
 		t.Errorf("importing a text file: %v", err)
 	}
 	if len(fake.Calls("PutObject")) != puts {

@@ -74,7 +74,7 @@ Running it again after an interruption picks up the same import.`,
 				Progress: func(s string) { fmt.Fprintln(g.stderr, s) },
 			})
 			if err != nil {
-				if aws.IsUserError(err) {
+				if aws.IsConfigError(err) {
 					return usererr.Wrap(usererr.KindInvalid, err, "")
 				}
 				return usererr.Wrap(usererr.KindProvider, err, "")
