@@ -82,10 +82,6 @@ func (f *awsFake) live() []ec2fake.InstanceInfo {
 // runtime — are Ready in kubectl; `k2 destroy` leaves no instance and no
 // security group.
 func TestAWSProviderEndToEnd(t *testing.T) {
-	// TODO(i17): drop this guard once k2 init (issue #14) is on main.
-	if out, _ := exec.Command(k2Bin, "init", "--help").CombinedOutput(); !strings.Contains(string(out), "--imds-endpoint") {
-		t.Skip("this k2 has no 'k2 init --imds-endpoint' yet (issue #14)")
-	}
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	home := t.TempDir()
 	f := startAWSFake(t, home)

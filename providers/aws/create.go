@@ -38,6 +38,7 @@ var aliveStates = []string{"pending", "running", "stopping", "stopped"}
 
 func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.CreateResponse, error) {
 	cfg, ds := load(req.Config)
+	configOK := !ds.HasErrors()
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, &req.Bootstrap)...)
 	uds := map[string][]byte{}
 	if !ds.HasErrors() {
@@ -52,7 +53,7 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if configErrors(ds) {
+	if !configOK {
 		return &sdk.CreateResponse{Diagnostics: ds}, nil
 	}
 	// Credentials are checked even when the request has other problems:
@@ -94,17 +95,6 @@ func session(ctx context.Context, raw sdk.Config) (*clients, sdk.Diagnostics) {
 	}
 	c, cds := connect(ctx, cfg)
 	return c, append(ds, cds...)
-}
-
-// configErrors reports whether ds has an error about the config itself
-// (then connecting makes no sense).
-func configErrors(ds sdk.Diagnostics) bool {
-	for _, d := range ds {
-		if d.Severity != sdk.SeverityWarning && (d.Path == "config" || strings.HasPrefix(d.Path, "config.")) {
-			return true
-		}
-	}
-	return false
 }
 
 // create finds machine m of req (made by an earlier attempt) or launches
