@@ -45,7 +45,7 @@ ip -4 -o addr show eth0; exec sleep 600`
 	defer cancel()
 	out, err := c.RunInstances(ctx, &ec2.RunInstancesInput{ImageId: aws.String(fake.Parameter("/aws/service/debian/release/12/latest/amd64")),
 		InstanceType: "t3.micro", MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
-		UserData: aws.String(base64.StdEncoding.EncodeToString([]byte("hello machine"))),
+		UserData:        aws.String(base64.StdEncoding.EncodeToString([]byte("hello machine"))),
 		MetadataOptions: &ec2types.InstanceMetadataOptionsRequest{HttpTokens: ec2types.HttpTokensStateRequired}})
 	if err != nil {
 		t.Fatal(err)
