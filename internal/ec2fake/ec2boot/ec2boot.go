@@ -146,6 +146,7 @@ func ip(args ...string) error {
 type machine struct {
 	b       *Booter
 	id      string
+	node    string // the node name k2 init's agent registers (the Name tag)
 	ns      string
 	veth    string
 	dir     string
@@ -162,7 +163,7 @@ func (b *Booter) Boot(m ec2fake.Machine) (ec2fake.Running, error) {
 		return nil, fmt.Errorf("ec2boot boots k2 OS images only; %s is a %s image and nothing here runs cloud-init", m.ImageID, m.Boot)
 	}
 	h := sha256.Sum256([]byte(b.id + m.InstanceID))
-	mc := &machine{b: b, id: m.InstanceID, ns: "k2e-" + b.id + "-" + m.InstanceID[2:10], veth: "k2x" + hex.EncodeToString(h[:])[:10],
+	mc := &machine{b: b, id: m.InstanceID, node: m.Tags["Name"], ns: "k2e-" + b.id + "-" + m.InstanceID[2:10], veth: "k2x" + hex.EncodeToString(h[:])[:10],
 		dir: filepath.Join(b.o.Dir, m.InstanceID), exited: make(chan struct{})}
 	if err := os.MkdirAll(mc.dir, 0o755); err != nil {
 		return nil, err
@@ -282,7 +283,10 @@ func (mc *machine) Stop() error {
 			select {
 			case <-mc.exited:
 			case <-time.After(mc.b.o.StopGrace):
-				fmt.Fprintf(consoleAppend(mc.dir), "ec2boot: %s did not stop within %s; killing it\n", mc.id, mc.b.o.StopGrace)
+				mc.note("ec2boot: %s did not stop within %s; killing it\n", mc.id, mc.b.o.StopGrace)
+				_ = syscall.Kill(-mc.cmd.Process.Pid, syscall.SIGKILL)
+				<-mc.exited
+				mc.cleanupAgent()
 			}
 			_ = syscall.Kill(-mc.cmd.Process.Pid, syscall.SIGKILL)
 		}
@@ -294,12 +298,32 @@ func (mc *machine) Stop() error {
 	return nil
 }
 
-func consoleAppend(dir string) *os.File {
-	f, err := os.OpenFile(filepath.Join(dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return os.Stderr
+// cleanupAgent removes what a killed kubelet agent left (shims,
+// containers, mounts, cgroups), as the local provider does: `k2 agent
+// cleanup` in the machine's namespace.
+func (mc *machine) cleanupAgent() {
+	agentDir := filepath.Join(mc.dir, "data", "agent")
+	if mc.b.o.Command != nil || mc.node == "" {
+		return
 	}
-	return f
+	if _, err := os.Stat(agentDir); err != nil {
+		return
+	}
+	cmd := exec.Command("nsenter", "--net=/run/netns/"+mc.ns, "--", mc.b.o.K2Binary, "agent", "cleanup",
+		"--data-dir", agentDir, "--node-name", mc.node)
+	cmd.Env = machineEnv()
+	out, err := cmd.CombinedOutput()
+	mc.note("ec2boot: k2 agent cleanup: %v\n%s", err, out)
+}
+
+// note appends a line of ec2boot's own to the machine's console.
+func (mc *machine) note(format string, args ...any) {
+	f, err := os.OpenFile(filepath.Join(mc.dir, "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, format, args...)
 }
 
 func (mc *machine) teardown() {
