@@ -88,6 +88,7 @@ func deployRealPods(t *testing.T, home, env, tag, image string) {
 	mustK2(t, home, "deploy", tag, "--provider", "local", "--env", env)
 	t.Logf("deploy to App ready: %s", time.Since(start).Round(time.Millisecond))
 	checkRealPods(t, home, env, image)
+	checkCleanStop(t, home, env)
 	mustK2(t, home, "destroy", env, "--yes")
 	checkNothingLeft(t, home, env)
 }

@@ -40,23 +40,22 @@ func Release() (int64, error) {
 	return UnmapExecutable()
 }
 
-// After calls Release after each delay (counted from the call, one after
-// another) until ctx ends; a process that keeps starting things for a while
-// (the controller-manager after the apiserver, pods after the kubelet) wants
-// more than one. It returns at once.
-func After(ctx context.Context, log *slog.Logger, delays ...time.Duration) {
-	go func() {
-		for _, d := range delays {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(d):
-			}
-			if _, err := Release(); err != nil && log != nil {
-				log.Debug("releasing start-up memory", "err", err)
-			}
+// ReleaseAfter calls Release after each delay (counted from the call, one
+// after another) until ctx ends; a process that keeps starting things for a
+// while (the controller-manager after the apiserver, pods after the kubelet)
+// wants more than one. It blocks until the last delay or until ctx ends:
+// run it as a component (internal/component).
+func ReleaseAfter(ctx context.Context, log *slog.Logger, delays ...time.Duration) {
+	for _, d := range delays {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
 		}
-	}()
+		if _, err := Release(); err != nil && log != nil {
+			log.Debug("releasing start-up memory", "err", err)
+		}
+	}
 }
 
 // UnmapExecutable gives back this process's resident pages of its

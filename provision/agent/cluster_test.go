@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/provision/agent"
 	"k2.dev/k2/provision/agent/agenttest"
 )
@@ -36,10 +37,29 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if clusterUsed {
 		if c, err := agenttest.Start(); err == nil {
+			if err := stopLeavesNothing(c); err != nil {
+				fmt.Fprintln(os.Stderr, "FAIL:", err)
+				code = 1
+			}
 			os.RemoveAll(c.Dir)
 		}
 	}
 	os.Exit(code)
+}
+
+// stopLeavesNothing stops the control plane once every test's agents have
+// stopped (t.Cleanup) and checks that no goroutine of k2's — the server's
+// components, the agents' heartbeats, pod workers, kubelet APIs — is left.
+func stopLeavesNothing(c *agenttest.Cluster) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := c.Server.Stop(ctx); err != nil {
+		return fmt.Errorf("stopping the control plane: %w", err)
+	}
+	if left := testutil.WaitNoK2Goroutines(10 * time.Second); len(left) > 0 {
+		return fmt.Errorf("%d goroutines of k2 left after the agents and the server stopped:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+	return nil
 }
 
 var clusterUsed bool

@@ -2,9 +2,10 @@
 // process: kube-apiserver, kube-controller-manager and kube-scheduler from
 // k8s.io/kubernetes, on a datastore that is SQLite through kine by default.
 //
-// Start returns once /readyz answers ok; cancelling its context, or Stop,
-// shuts the components down in order (controllers and scheduler, then the
-// apiserver, then the datastore, so the SQLite WAL is checkpointed).
+// Start returns once /readyz answers ok; Stop shuts the components down in
+// reverse order (controllers and scheduler, then the apiserver, then the
+// datastore, so the SQLite WAL is checkpointed). Each part is a component
+// (internal/component), one per file; Server lists them.
 //
 // The Kubernetes components keep process-wide state (feature gates, metrics,
 // klog), so a process can start one control plane in its life; tests that
@@ -14,19 +15,18 @@ package controlplane
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"sync"
 	"time"
 
 	"k8s.io/client-go/rest"
 
-	"k2.dev/k2/internal/dirlock"
+	"k2.dev/k2/internal/component"
 	"k2.dev/k2/internal/join"
 	"k2.dev/k2/internal/memtrim"
 	"k2.dev/k2/provision/pki"
@@ -68,23 +68,31 @@ type Config struct {
 	Seed []byte
 }
 
-// Server is a running control plane.
+// Server is a running control plane: the components below, run by a
+// component.Manager in this order and stopped in reverse.
+//
+//	data-dir                 the data directory and its lock
+//	gc-policy                the garbage collector's idle/busy target
+//	pki                      cluster identity (seed), certificates, kubeconfigs
+//	component-logs           klog and the components' logs to one file
+//	datastore                kine on SQLite (or etcd, Postgres, MySQL)
+//	kube-apiserver           ready when /readyz answers ok
+//	kube-controller-manager
+//	kube-scheduler
+//	join-server              agents join with a token (unless JoinPort < 0)
+//	node-roles, node-rbac    k2's own small controllers
+//	Config.Controllers       by name (the App controller in k2 server)
+//	memtrim                  hands back start-up memory after ready
 type Server struct {
-	cfg      Config
-	PKI      *pki.PKI
-	URL      string // https://host:port for clients on this host
-	ds       *datastore.Datastore
-	lock     *dirlock.Lock
-	rest     *rest.Config
-	log      *slog.Logger
-	apiStop  context.CancelFunc
-	ctrlStop context.CancelFunc
-	gcStop   context.CancelFunc
-	apiDone  chan struct{}
-	ctrlWG   sync.WaitGroup
-	errc     chan error
-	stopOnce sync.Once
-	Timings  Timings
+	cfg     Config
+	PKI     *pki.PKI
+	URL     string // https://host:port for clients on this host
+	Timings Timings
+	rest    *rest.Config
+	log     *slog.Logger
+	m       *component.Manager
+	t0      time.Time // Start called
+	ds      *datastore.Datastore
 }
 
 // Timings records how long start-up took, for benchmarks and logs.
@@ -98,7 +106,10 @@ var started sync.Once
 // ErrAlreadyStarted is returned by a second Start in one process.
 var ErrAlreadyStarted = errors.New("a control plane was already started in this process")
 
-// Start starts the control plane and returns when the apiserver is ready.
+// Start starts the control plane and returns when the apiserver is ready
+// and the controllers are started. A component that fails to start is
+// named in the error (a *component.Error), and what had started is
+// stopped again. Call Stop to shut it down; ctx bounds the start only.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	first := false
 	started.Do(func() { first = true })
@@ -113,109 +124,54 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	s := &Server{cfg: cfg, log: log, t0: t0}
+	s.m = component.NewManager(log, s.components()...)
+	if err := s.m.Start(ctx); err != nil {
 		return nil, err
 	}
-	lock, err := lockDir(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: cfg, lock: lock, log: log, apiDone: make(chan struct{}), errc: make(chan error, 4)}
-	// An idle server keeps its heap near what is live; under load the
-	// collector gets Go's default room (memtrim.GCPolicy). Start-up runs
-	// under the idle target, which costs a few tenths of a second and leaves
-	// ~30 MB fewer half-used heap spans behind for good.
-	gcCtx, gcStop := context.WithCancel(context.WithoutCancel(ctx))
-	s.gcStop = gcStop
-	gc := memtrim.DefaultGCPolicy
-	gc.Log, gc.Hold = log, 20*time.Second
-	go gc.Run(gcCtx)
-	ok := false
-	defer func() {
-		if !ok {
-			s.Stop()
-		}
-	}()
-
-	if err := applySeed(cfg.DataDir, cfg.Seed); err != nil {
-		return nil, err
-	}
-	svcIP, err := firstIP(cfg.ServiceCIDR)
-	if err != nil {
-		return nil, fmt.Errorf("--service-cidr %s: %w", cfg.ServiceCIDR, err)
-	}
-	s.PKI, err = pki.Ensure(filepath.Join(cfg.DataDir, "pki"), pki.Options{SANs: append(cfg.TLSSANs, cfg.AdvertiseAddress), ServiceIP: svcIP})
-	if err != nil {
-		return nil, fmt.Errorf("preparing certificates: %w", err)
-	}
-	s.URL = "https://" + net.JoinHostPort(localHost(cfg.BindAddress), strconv.Itoa(cfg.Port))
-	if err := s.writeKubeconfigs(); err != nil {
-		return nil, err
-	}
-
-	td := time.Now()
-	s.ds, err = datastore.Start(ctx, datastore.Config{DataDir: cfg.DataDir, Endpoint: cfg.DatastoreEndpoint, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	s.Timings.Datastore = time.Since(td)
-	log.Debug("datastore ready", "servers", s.ds.EtcdServers, "took", s.Timings.Datastore)
-
-	if err := setupComponentLogging(cfg); err != nil {
-		return nil, err
-	}
-	apiCtx, apiStop := context.WithCancel(context.WithoutCancel(ctx))
-	s.apiStop = apiStop
-	go func() {
-		defer close(s.apiDone)
-		if err := runAPIServer(apiCtx, s.apiServerArgs()); err != nil && apiCtx.Err() == nil {
-			s.errc <- fmt.Errorf("kube-apiserver: %w", err)
-		}
-	}()
-	if err := s.waitReady(ctx); err != nil {
-		return nil, err
-	}
-	s.Timings.Ready = time.Since(t0)
-	log.Info("apiserver ready", "url", s.URL, "took", s.Timings.Ready.Round(time.Millisecond))
-
-	ctrlCtx, ctrlStop := context.WithCancel(context.WithoutCancel(ctx))
-	s.ctrlStop = ctrlStop
-	s.goComponent(ctrlCtx, "kube-controller-manager", func(ctx context.Context) error {
-		return runControllerManager(ctx, s.controllerManagerArgs())
-	})
-	s.goComponent(ctrlCtx, "kube-scheduler", func(ctx context.Context) error {
-		return runScheduler(ctx, s.schedulerArgs())
-	})
-	if cfg.JoinPort > 0 {
-		s.goComponent(ctrlCtx, "join endpoint", func(ctx context.Context) error { return s.serveJoin(ctx, cfg.JoinPort) })
-	}
-	s.goComponent(ctrlCtx, "node-roles", func(ctx context.Context) error { return NodeRoleController(ctx, rest.CopyConfig(s.rest)) })
-	s.goComponent(ctrlCtx, "node-rbac", func(ctx context.Context) error { return ensureNodeRBAC(ctx, rest.CopyConfig(s.rest)) })
-	for name, c := range cfg.Controllers {
-		c := c
-		s.goComponent(ctrlCtx, name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) })
-	}
-	ok = true
-	go func() {
-		<-ctx.Done()
-		s.Stop()
-	}()
-	// Hand back what start-up needed only briefly: the heap that building the
-	// OpenAPI specs peaked at (Go's scavenger would take minutes) and the
-	// pages of the k2 executable only start-up ran. Twice: the controller-
-	// manager and scheduler finish starting in the seconds after ready.
-	memtrim.After(ctrlCtx, log, 5*time.Second, 10*time.Second)
 	return s, nil
 }
 
-func (s *Server) goComponent(ctx context.Context, name string, run func(context.Context) error) {
-	s.ctrlWG.Add(1)
-	go func() {
-		defer s.ctrlWG.Done()
-		if err := run(ctx); err != nil && ctx.Err() == nil {
-			s.errc <- fmt.Errorf("%s: %w", name, err)
-		}
-	}()
+// components lists the control plane's components in start order.
+func (s *Server) components() []component.Component {
+	cs := []component.Component{
+		&dataDir{s: s},
+		// An idle server keeps its heap near what is live; under load the
+		// collector gets Go's default room (memtrim.GCPolicy). Start-up runs
+		// under the idle target, which costs a few tenths of a second and
+		// leaves ~30 MB fewer half-used heap spans behind for good.
+		component.Func("gc-policy", func(ctx context.Context) error {
+			gc := memtrim.DefaultGCPolicy
+			gc.Log, gc.Hold = s.log, 20*time.Second
+			gc.Run(ctx)
+			return nil
+		}),
+		&identity{s: s},
+		&componentLogs{s: s},
+		&datastoreComponent{s: s},
+		&apiServer{s: s},
+		&controllerManager{s: s},
+		&scheduler{s: s},
+	}
+	if s.cfg.JoinPort > 0 {
+		cs = append(cs, &joinServer{s: s, port: s.cfg.JoinPort})
+	}
+	cs = append(cs,
+		component.Func("node-roles", func(ctx context.Context) error { return NodeRoleController(ctx, rest.CopyConfig(s.rest)) }),
+		component.Func("node-rbac", func(ctx context.Context) error { return ensureNodeRBAC(ctx, rest.CopyConfig(s.rest)) }),
+	)
+	for _, name := range slices.Sorted(maps.Keys(s.cfg.Controllers)) {
+		c := s.cfg.Controllers[name]
+		cs = append(cs, component.Func(name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) }))
+	}
+	// Hand back what start-up needed only briefly: the heap that building
+	// the OpenAPI specs peaked at (Go's scavenger would take minutes) and the
+	// pages of the k2 executable only start-up ran. Twice: the controller-
+	// manager and scheduler finish starting in the seconds after ready.
+	return append(cs, component.Func("memtrim", func(ctx context.Context) error {
+		memtrim.ReleaseAfter(ctx, s.log, 5*time.Second, 10*time.Second)
+		return nil
+	}))
 }
 
 // RESTConfig returns a copy of the admin client configuration.
@@ -224,48 +180,18 @@ func (s *Server) RESTConfig() *rest.Config { return rest.CopyConfig(s.rest) }
 // AdminKubeconfigPath is where the admin kubeconfig was written.
 func (s *Server) AdminKubeconfigPath() string { return filepath.Join(s.cfg.DataDir, AdminKubeconfig) }
 
-// Err delivers the error of a component that stopped on its own.
-func (s *Server) Err() <-chan error { return s.errc }
+// Err delivers the error of a component that failed while running (a
+// *component.Error naming it).
+func (s *Server) Err() <-chan error { return s.m.Err() }
 
-// Done is closed once the apiserver has stopped.
-func (s *Server) Done() <-chan struct{} { return s.apiDone }
-
-// Stop shuts everything down in order and releases the data directory.
-// It is safe to call more than once.
-func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		if s.ctrlStop != nil {
-			s.ctrlStop()
-			waitTimeout(&s.ctrlWG, 10*time.Second)
-		}
-		if s.apiStop != nil {
-			s.apiStop()
-			select {
-			case <-s.apiDone:
-			case <-time.After(30 * time.Second):
-				s.log.Warn("kube-apiserver did not stop within 30s")
-			}
-		}
-		if s.ds != nil {
-			s.ds.Stop()
-		}
-		if s.lock != nil {
-			s.lock.Release()
-		}
-		if s.gcStop != nil {
-			s.gcStop()
-		}
-		s.log.Info("control plane stopped")
-	})
-}
-
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(d):
-	}
+// Stop shuts the components down in reverse order — controllers and
+// scheduler, then the apiserver, then the datastore, so the SQLite WAL is
+// checkpointed — and releases the data directory. A second Stop does
+// nothing.
+func (s *Server) Stop(ctx context.Context) error {
+	err := s.m.Stop(ctx)
+	s.log.Info("control plane stopped")
+	return err
 }
 
 func (c *Config) defaults() error {

@@ -1,14 +1,9 @@
 package controlplane
 
 import (
-	"context"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
-	"time"
 
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -61,38 +56,4 @@ func WriteKubeconfig(path, server string, caPEM []byte, certFile, keyFile, user 
 		return err
 	}
 	return atomicfile.Write(path, b, 0o600)
-}
-
-// waitReady polls /readyz until it answers ok, the apiserver fails, or ctx ends.
-func (s *Server) waitReady(ctx context.Context) error {
-	tr, err := rest.TransportFor(s.rest)
-	if err != nil {
-		return err
-	}
-	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(3 * time.Minute)
-	var last string
-	for {
-		select {
-		case err := <-s.errc:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-deadline:
-			return fmt.Errorf("kube-apiserver not ready after 3m: %s (see %s)", last, filepath.Join(s.cfg.DataDir, "logs", "control-plane.log"))
-		case <-tick.C:
-		}
-		resp, err := client.Get(s.URL + "/readyz")
-		if err != nil {
-			last = err.Error()
-			continue
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return nil
-		}
-		last = resp.Status
-	}
 }

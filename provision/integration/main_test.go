@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/provision/app"
 	"k2.dev/k2/provision/controlplane"
 )
@@ -51,7 +53,7 @@ func run(m *testing.M) int {
 	}
 	t0 := time.Now()
 	srv, err := controlplane.Start(ctx, controlplane.Config{
-		DataDir: dir, BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1", Port: port,
+		DataDir: dir, BindAddress: "127.0.0.1", AdvertiseAddress: "127.0.0.1", Port: port, JoinPort: -1,
 		Logger: logger,
 		Controllers: map[string]controlplane.Controller{
 			"app": func(ctx context.Context, cfg *rest.Config) error { return app.RunController(ctx, cfg, logger) },
@@ -61,7 +63,6 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "starting the control plane:", err)
 		return 1
 	}
-	defer srv.Stop()
 	fmt.Fprintf(os.Stderr, "integration: control plane ready at %s in %s\n", srv.URL, time.Since(t0).Round(time.Millisecond))
 	restCfg = srv.RESTConfig()
 	kube = kubernetes.NewForConfigOrDie(restCfg)
@@ -75,7 +76,19 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "waiting for the App CRD:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	// The server stops and leaves no goroutine of k2's running.
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer scancel()
+	if err := srv.Stop(sctx); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: stopping the control plane:", err)
+		return 1
+	}
+	if left := testutil.WaitNoK2Goroutines(10 * time.Second); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "FAIL: %d goroutines of k2 left after the control plane stopped:\n%s\n", len(left), strings.Join(left, "\n\n"))
+		return 1
+	}
+	return code
 }
 
 func freePort() (int, error) {

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/template"
 	"time"
@@ -40,9 +41,14 @@ const CRINamespace = "k8s.io"
 // (memtrim: containerd runs the initialisers of every part of k2 too) and
 // keeps the heap small while idle (memtrim.GCPolicy).
 func Daemon(ctx context.Context, args []string) error {
-	memtrim.After(ctx, nil, 15*time.Second, 30*time.Second)
-	go memtrim.DefaultGCPolicy.Run(ctx)
-	return command.App().Run(ctx, append([]string{"containerd"}, args...))
+	hctx, stop := context.WithCancel(ctx)
+	var helpers sync.WaitGroup
+	helpers.Go(func() { memtrim.ReleaseAfter(hctx, nil, 15*time.Second, 30*time.Second) })
+	helpers.Go(func() { memtrim.DefaultGCPolicy.Run(hctx) })
+	err := command.App().Run(ctx, append([]string{"containerd"}, args...))
+	stop()
+	helpers.Wait()
+	return err
 }
 
 // containerdPaths are one node's containerd directories. Sockets and
@@ -161,72 +167,104 @@ func writeContainerdConfig(p containerdPaths, sandbox string, cniBinDirs []strin
 	return os.WriteFile(p.Config, []byte(b.String()), 0o644)
 }
 
-// runningContainerd is the node's containerd child process.
-type runningContainerd struct {
-	cmd    *exec.Cmd
-	done   chan struct{}
-	err    error
-	client *containerd.Client
+// containerdComponent is the node's containerd: `k2 containerd` run as a
+// child process that dies with the agent. Init writes its configuration,
+// Start starts it, Run waits for it (its exit while the node runs is a
+// failure), Ready waits until it answers on its socket. Stop removes every
+// pod through the CRI (their networks and mounts go too) before stopping
+// it: SIGTERM, then SIGKILL after 10 s.
+type containerdComponent struct {
+	n       *node
+	shimDir string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed by Run when the process has exited
+	client  *containerd.Client
 }
 
-// startContainerd runs `k2 containerd` as a child (dying with the agent)
-// and waits until it answers on its socket.
-func startContainerd(ctx context.Context, k2, shimDir string, p containerdPaths) (*runningContainerd, error) {
+func (*containerdComponent) Name() string { return "containerd" }
+
+func (c *containerdComponent) Init(context.Context) error {
+	c.shimDir, _ = shimDir(c.n.o.K2Binary)
+	if err := writeContainerdConfig(c.n.paths, c.n.o.SandboxImage, []string{cniDir()}, !canLowerOOMScore()); err != nil {
+		return fmt.Errorf("writing the containerd config: %w", err)
+	}
+	return nil
+}
+
+func (c *containerdComponent) Start(context.Context) error {
+	p := c.n.paths
 	logf, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer logf.Close()
 	_ = os.Remove(p.Socket) // a stale socket from a killed daemon
-	cmd := exec.Command(k2, "containerd", "--config", p.Config)
+	cmd := exec.Command(c.n.o.K2Binary, "containerd", "--config", p.Config)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// The shim is found on PATH; k2's own directory comes first.
-	cmd.Env = append(os.Environ(), "PATH="+shimDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd.Env = append(os.Environ(), "PATH="+c.shimDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting containerd: %w", err)
+		return err
 	}
-	rc := &runningContainerd{cmd: cmd, done: make(chan struct{})}
-	go func() { rc.err = cmd.Wait(); close(rc.done) }()
+	c.cmd, c.exited = cmd, make(chan struct{})
+	return nil
+}
+
+func (c *containerdComponent) Run(ctx context.Context) error {
+	err := c.cmd.Wait()
+	close(c.exited)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("exited (%v); see %s", err, c.n.paths.Log)
+}
+
+// Ready waits up to 30 s for the daemon to answer on its socket.
+func (c *containerdComponent) Ready(ctx context.Context) error {
+	p := c.n.paths
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(p.Socket); err == nil {
-			c, err := containerd.New(p.Socket, containerd.WithDefaultNamespace(CRINamespace), containerd.WithTimeout(2*time.Second))
+			cl, err := containerd.New(p.Socket, containerd.WithDefaultNamespace(CRINamespace), containerd.WithTimeout(2*time.Second))
 			if err == nil {
-				if _, err = c.Version(namespaces.WithNamespace(ctx, CRINamespace)); err == nil {
-					rc.client = c
-					return rc, nil
+				if _, err = cl.Version(namespaces.WithNamespace(ctx, CRINamespace)); err == nil {
+					c.client, c.n.containerd = cl, cl
+					c.n.log.Info("containerd ready", "socket", p.Socket, "after", time.Since(c.n.start).Round(time.Millisecond))
+					return nil
 				}
-				c.Close()
+				cl.Close()
 			}
 		}
 		select {
-		case <-rc.done:
-			return nil, fmt.Errorf("containerd exited during start-up (%v); see %s", rc.err, p.Log)
 		case <-ctx.Done():
-			rc.stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			rc.stop()
-			return nil, fmt.Errorf("containerd did not answer on %s within 30s; see %s", p.Socket, p.Log)
+			return fmt.Errorf("no answer on %s within 30s; see %s", p.Socket, p.Log)
 		}
 	}
 }
 
-// stop ends containerd: SIGTERM, then SIGKILL after 10 s.
-func (rc *runningContainerd) stop() {
-	if rc.client != nil {
-		rc.client.Close()
+func (c *containerdComponent) Stop(ctx context.Context) error {
+	if c.cmd == nil {
+		return nil
 	}
-	_ = rc.cmd.Process.Signal(syscall.SIGTERM)
+	if c.client != nil {
+		if err := removePods(ctx, c.n.paths.Socket); err != nil {
+			c.n.log.Warn("removing pods", "err", err)
+		}
+		c.client.Close()
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-rc.done:
+	case <-c.exited:
 	case <-time.After(10 * time.Second):
-		_ = rc.cmd.Process.Kill()
-		<-rc.done
+		_ = c.cmd.Process.Kill()
+		<-c.exited
 	}
+	return nil
 }
 
 var errMissing = errors.New("missing")

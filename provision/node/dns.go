@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -63,63 +62,6 @@ func Upstreams(resolvConf string) []string {
 		}
 	}
 	return out
-}
-
-// Serve answers on UDP and TCP at addr until ctx ends.
-func (d *DNS) Serve(ctx context.Context, addr string) error {
-	pc, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		pc.Close()
-		return err
-	}
-	go func() { <-ctx.Done(); pc.Close(); ln.Close() }()
-	go d.serveTCP(ctx, ln)
-	buf := make([]byte, 4096)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		q := append([]byte(nil), buf[:n]...)
-		go func() {
-			if resp := d.Answer(ctx, q, 512); resp != nil {
-				_, _ = pc.WriteTo(resp, from)
-			}
-		}()
-	}
-}
-
-func (d *DNS) serveTCP(ctx context.Context, ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			var l [2]byte
-			if _, err := readFull(c, l[:]); err != nil {
-				return
-			}
-			q := make([]byte, int(l[0])<<8|int(l[1]))
-			if _, err := readFull(c, q); err != nil {
-				return
-			}
-			resp := d.Answer(ctx, q, 65535)
-			if resp == nil {
-				return
-			}
-			_, _ = c.Write(append([]byte{byte(len(resp) >> 8), byte(len(resp))}, resp...))
-		}()
-	}
 }
 
 func readFull(c net.Conn, b []byte) (int, error) {
@@ -240,15 +182,4 @@ func (d *DNS) forward(ctx context.Context, query []byte, h dnsmessage.Header, q 
 	_ = b.Question(q)
 	out, _ := b.Finish()
 	return out
-}
-
-// waitSynced waits for the informers' first lists.
-func waitSynced(ctx context.Context, f informers.SharedInformerFactory) error {
-	f.Start(ctx.Done())
-	for t, ok := range f.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			return errors.New("DNS: the watch of " + t.String() + " did not sync")
-		}
-	}
-	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,29 +29,68 @@ func InOtherNetNS(nsPath string) bool {
 	return a.Ino != b.Ino || a.Dev != b.Dev
 }
 
-// ForwardLoopback makes loopback addresses of the host usable inside this
-// network namespace: for each addr (127.0.0.1:5000) it listens on the same
-// address here and relays every connection to it in the namespace at
-// hostNS. It is how a node's containerd pulls from a registry that listens
-// on the host's 127.0.0.1. It returns once the listeners are up; they close
-// when ctx ends.
-func ForwardLoopback(ctx context.Context, addrs []string, hostNS string, log *slog.Logger) error {
-	for _, a := range addrs {
+// loopbackForward is the component that makes loopback addresses of the
+// host (Options.ForwardLoopback: registries on 127.0.0.1:port) usable
+// inside the node's network namespace: it listens on each address here and
+// relays every connection to it in the host's namespace
+// (Options.HostNetNS). It is how a node's containerd pulls from a registry
+// that listens on the host's 127.0.0.1. A node on the host's own network
+// needs none.
+type loopbackForward struct {
+	n   *node
+	log *slog.Logger
+	lns []net.Listener
+}
+
+func (*loopbackForward) Name() string               { return "loopback-forward" }
+func (*loopbackForward) Init(context.Context) error { return nil }
+
+// StopTimeout: relays end when containerd, stopped before, closes them.
+func (*loopbackForward) StopTimeout() time.Duration { return 5 * time.Second }
+
+func (f *loopbackForward) Start(context.Context) error {
+	o := f.n.o
+	if len(o.ForwardLoopback) == 0 {
+		return nil
+	}
+	if !InOtherNetNS(o.HostNetNS) {
+		f.log.Info("not forwarding loopback addresses: this node shares the host's network namespace (or cannot read it)", "hostNetNS", o.HostNetNS)
+		return nil
+	}
+	for _, a := range o.ForwardLoopback {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("forwarding %s: %w", a, err)
 		}
-		go func() { <-ctx.Done(); ln.Close() }()
-		go func() {
+		f.lns = append(f.lns, ln)
+		f.log.Info("forwarding a host loopback address into the node", "addr", a)
+	}
+	return nil
+}
+
+// Run accepts on every listener until Stop closes them, and returns once
+// the relays have ended.
+func (f *loopbackForward) Run(context.Context) error {
+	var wg sync.WaitGroup
+	for _, ln := range f.lns {
+		addr := ln.Addr().String()
+		wg.Go(func() {
 			for {
 				c, err := ln.Accept()
 				if err != nil {
 					return
 				}
-				go relay(c, hostNS, a, log)
+				wg.Go(func() { relay(c, f.n.o.HostNetNS, addr, f.log) })
 			}
-		}()
-		log.Info("forwarding a host loopback address into the node", "addr", a)
+		})
+	}
+	wg.Wait()
+	return nil
+}
+
+func (f *loopbackForward) Stop(context.Context) error {
+	for _, ln := range f.lns {
+		ln.Close()
 	}
 	return nil
 }
@@ -63,17 +103,15 @@ func relay(c net.Conn, hostNS, addr string, log *slog.Logger) {
 		return
 	}
 	defer up.Close()
-	var wg sync.WaitGroup
-	wg.Add(2)
 	cp := func(dst, src net.Conn) {
-		defer wg.Done()
 		_, _ = io.Copy(dst, src)
 		if tc, ok := dst.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
 	}
-	go cp(up, c)
-	go cp(c, up)
+	var wg sync.WaitGroup
+	wg.Go(func() { cp(up, c) })
+	wg.Go(func() { cp(c, up) })
 	wg.Wait()
 }
 

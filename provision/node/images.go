@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
@@ -42,4 +43,35 @@ func importArchive(ctx context.Context, c *containerd.Client, r io.Reader, pinne
 		names = append(names, im.Name)
 	}
 	return names, nil
+}
+
+// images is the component that imports the node's images (Options.Images,
+// in order) into containerd before the kubelet starts; one already there is
+// skipped.
+type images struct{ n *node }
+
+func (*images) Name() string               { return "images" }
+func (*images) Init(context.Context) error { return nil }
+func (*images) Stop(context.Context) error { return nil }
+
+func (c *images) Start(ctx context.Context) error {
+	n := c.n
+	for _, im := range n.o.Images {
+		if _, err := n.containerd.GetImage(namespaces.WithNamespace(ctx, CRINamespace), im.Name); err == nil {
+			n.log.Info("image already present", "image", im.Name)
+			continue
+		}
+		t := time.Now()
+		r, err := im.Open(ctx)
+		if err != nil {
+			return fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		names, err := importArchive(ctx, n.containerd, r, im.Pinned)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("image %s: %w", im.Name, err)
+		}
+		n.log.Info("image imported", "image", im.Name, "names", names, "took", time.Since(t).Round(time.Millisecond))
+	}
+	return nil
 }

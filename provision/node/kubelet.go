@@ -138,3 +138,15 @@ func runKubelet(ctx context.Context, o *Options, p containerdPaths, kubeconfig, 
 	}
 	return kubeletapp.Run(ctx, s, deps, fg)
 }
+
+// kubelet is the kubelet component: Run runs it until its context ends.
+type kubelet struct{ n *node }
+
+func (*kubelet) Name() string                { return "kubelet" }
+func (*kubelet) Init(context.Context) error  { return nil }
+func (*kubelet) Start(context.Context) error { return nil }
+func (*kubelet) Stop(context.Context) error  { return nil }
+
+func (k *kubelet) Run(ctx context.Context) error {
+	return runKubelet(ctx, k.n.o, k.n.paths, k.n.o.Kubeconfig, k.n.o.CAFile)
+}

@@ -9,7 +9,6 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -36,12 +35,44 @@ func removeDNSAddress() {
 	}
 }
 
-// podRoutes keeps a route to every other node's pod CIDR through that
-// node's address (nodes on one L2 segment, as the local provider's bridge
-// is): pods on different nodes reach each other without an overlay.
+// podRoutes is the component that keeps a route to every other node's pod
+// CIDR through that node's address (nodes on one L2 segment, as the local
+// provider's bridge is): pods on different nodes reach each other without
+// an overlay. It watches Nodes from Start to Stop.
 type podRoutes struct {
+	n    *node
 	self string
 	log  *slog.Logger
+	f    informers.SharedInformerFactory
+	stop chan struct{}
+}
+
+func (*podRoutes) Name() string               { return "pod-routes" }
+func (*podRoutes) Init(context.Context) error { return nil }
+
+func (r *podRoutes) Start(context.Context) error {
+	r.f = informers.NewSharedInformerFactory(r.n.cs, 0)
+	inf := r.f.Core().V1().Nodes().Informer()
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { r.sync(o.(*corev1.Node)) },
+		UpdateFunc: func(_, o any) { r.sync(o.(*corev1.Node)) },
+		DeleteFunc: func(o any) {
+			if n, ok := o.(*corev1.Node); ok {
+				r.remove(n)
+			}
+		},
+	})
+	r.stop = make(chan struct{})
+	r.f.Start(r.stop)
+	return nil
+}
+
+func (r *podRoutes) Stop(context.Context) error {
+	if r.stop != nil {
+		close(r.stop)
+		r.f.Shutdown()
+	}
+	return nil
 }
 
 func (r *podRoutes) sync(n *corev1.Node) {
@@ -70,21 +101,4 @@ func (r *podRoutes) remove(n *corev1.Node) {
 	if _, dst, err := net.ParseCIDR(n.Spec.PodCIDR); err == nil && n.Name != r.self {
 		_ = netlink.RouteDel(&netlink.Route{Dst: dst})
 	}
-}
-
-// runPodRoutes watches Nodes and keeps the routes until ctx ends.
-func runPodRoutes(ctx context.Context, cs kubernetes.Interface, self string, log *slog.Logger) {
-	r := &podRoutes{self: self, log: log}
-	f := informers.NewSharedInformerFactory(cs, 0)
-	inf := f.Core().V1().Nodes().Informer()
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { r.sync(o.(*corev1.Node)) },
-		UpdateFunc: func(_, o any) { r.sync(o.(*corev1.Node)) },
-		DeleteFunc: func(o any) {
-			if n, ok := o.(*corev1.Node); ok {
-				r.remove(n)
-			}
-		},
-	})
-	f.Start(ctx.Done())
 }

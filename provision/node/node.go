@@ -24,14 +24,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"golang.org/x/sync/errgroup"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	containerd "github.com/containerd/containerd/v2/client"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 
+	"k2.dev/k2/internal/component"
 	"k2.dev/k2/internal/memtrim"
 )
 
@@ -109,156 +106,104 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// Run runs the node until ctx ends, then tears it down.
+// Run runs the node until ctx ends, then tears it down. The node is the
+// components below, run by a component.Manager in this order and stopped
+// in reverse; one that fails is named in the error.
+//
+//	node-logs         klog (the kubelet's and kube-proxy's log) to logs/kubelet.log
+//	host              the node's cgroup root; at Stop, what the node leaves on the host
+//	loopback-forward  host registries on 127.0.0.1 reachable inside the node's netns
+//	containerd        the daemon (`k2 containerd`), ready when it answers on its socket
+//	images            the pause image and the artifact's vendored images imported
+//	dns               cluster DNS on DNSAddress, answered from the node's own watch
+//	pod-routes        routes to the other nodes' pod CIDRs
+//	kube-proxy        Services (iptables)
+//	kubelet           pods
+//	node-ready        ready when the Node reports Ready
+//	memtrim, gc-policy  hand back start-up memory; the GC's idle/busy target
 func Run(ctx context.Context, o Options) error {
 	if err := o.defaults(); err != nil {
 		return err
 	}
-	log := o.Logger
-	start := time.Now()
 	if problems := Preflight(o.K2Binary, o.NodeIP); len(problems) > 0 {
 		return fmt.Errorf("this machine cannot run real pods: %s", problems[0])
 	}
-	shim, _ := shimDir(o.K2Binary)
-	logDir := filepath.Join(o.DataDir, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return err
-	}
-	klogFile, err := os.OpenFile(filepath.Join(logDir, "kubelet.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	n, err := newNode(&o)
 	if err != nil {
 		return err
 	}
-	defer klogFile.Close()
-	klog.LogToStderr(false)
-	klog.SetOutput(klogFile)
-
-	if err := ensureCgroupRoot(o.cgroupRoot()); err != nil {
-		return fmt.Errorf("creating the node's cgroup root %s: %w", o.cgroupRoot(), err)
-	}
-	p := newContainerdPaths(o.DataDir)
-	if err := writeContainerdConfig(p, o.SandboxImage, []string{cniDir()}, !canLowerOOMScore()); err != nil {
-		return fmt.Errorf("writing the containerd config: %w", err)
-	}
-	if o.HostNetNS == "" {
-		o.HostNetNS = HostNetNS
-	}
-	if len(o.ForwardLoopback) > 0 && !InOtherNetNS(o.HostNetNS) {
-		log.Info("not forwarding loopback addresses: this node shares the host's network namespace (or cannot read it)", "hostNetNS", o.HostNetNS)
-	} else if len(o.ForwardLoopback) > 0 {
-		if err := ForwardLoopback(ctx, o.ForwardLoopback, o.HostNetNS, log.With("component", "forward")); err != nil {
-			return err
+	m := component.NewManager(o.Logger, n.components()...)
+	if err := m.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
-	}
-	rc, err := startContainerd(ctx, o.K2Binary, shim, p)
-	if err != nil {
 		return err
 	}
-	defer teardown(rc, p, &o, log)
-	log.Info("containerd ready", "socket", p.Socket, "after", time.Since(start).Round(time.Millisecond))
-	for _, im := range o.Images {
-		if _, err := rc.client.GetImage(namespaces.WithNamespace(ctx, CRINamespace), im.Name); err == nil {
-			log.Info("image already present", "image", im.Name)
-			continue
-		}
-		t := time.Now()
-		r, err := im.Open(ctx)
-		if err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
-		}
-		names, err := importArchive(ctx, rc.client, r, im.Pinned)
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
-		}
-		log.Info("image imported", "image", im.Name, "names", names, "took", time.Since(t).Round(time.Millisecond))
+	if o.Ready != nil {
+		close(o.Ready)
 	}
-
-	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	cfg.UserAgent = "k2-agent/" + o.NodeName
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	if err := ensureDNSAddress(); err != nil {
-		return err
-	}
-	dns, inf := NewDNS(cs, ClusterDomain, Upstreams(o.resolvConf()), log.With("component", "dns"))
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := waitSynced(gctx, inf); err != nil {
-			return err
-		}
-		return dns.Serve(gctx, DNSAddress+":53")
-	})
-	runPodRoutes(gctx, cs, o.NodeName, log.With("component", "routes"))
-	g.Go(func() error {
-		// kube-proxy's Run does not return when its context ends; its
-		// goroutines end with the process.
-		errc := make(chan error, 1)
-		go func() { errc <- runProxy(gctx, &o, o.Kubeconfig) }()
-		select {
-		case err := <-errc:
-			if err != nil && gctx.Err() == nil {
-				return fmt.Errorf("kube-proxy: %w", err)
-			}
-		case <-gctx.Done():
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := runKubelet(gctx, &o, p, o.Kubeconfig, o.CAFile); err != nil && gctx.Err() == nil {
-			return fmt.Errorf("kubelet: %w", err)
-		}
-		<-gctx.Done()
-		return nil
-	})
-	g.Go(func() error {
-		if err := waitNodeReady(gctx, cs, o.NodeName); err != nil {
-			return nil // ctx ended
-		}
-		log.Info("node ready", "runtime", "kubelet", "after", time.Since(start).Round(time.Millisecond))
-		// The kubelet and kube-proxy are up: hand back their start-up memory.
-		memtrim.After(gctx, log, 10*time.Second, 20*time.Second)
-		gc := memtrim.DefaultGCPolicy
-		gc.Log = log
-		go gc.Run(gctx)
-		if o.Ready != nil {
-			close(o.Ready)
-		}
-		return nil
-	})
-	select {
-	case <-rc.done:
-		return fmt.Errorf("containerd stopped (%v); see %s", rc.err, p.Log)
-	case <-gctx.Done():
-	}
-	err = g.Wait()
-	if ctx.Err() != nil {
-		return nil
+	err = m.Wait(ctx)
+	// Teardown (pods through the CRI, containerd, mounts) runs after ctx
+	// ended, with a deadline of its own.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if serr := m.Stop(sctx); serr != nil {
+		o.Logger.Warn("stopping the node", "err", serr)
 	}
 	return err
 }
 
-// waitNodeReady polls until the Node reports Ready.
-func waitNodeReady(ctx context.Context, cs kubernetes.Interface, name string) error {
-	for {
-		n, err := cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err == nil {
-			for _, c := range n.Status.Conditions {
-				if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
+// node is what the components of one node share.
+type node struct {
+	o     *Options
+	log   *slog.Logger
+	start time.Time
+	paths containerdPaths
+	cs    kubernetes.Interface
+	// containerd is set once its component is ready.
+	containerd *containerd.Client
+}
+
+func newNode(o *Options) (*node, error) {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = "k2-agent/" + o.NodeName
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if o.HostNetNS == "" {
+		o.HostNetNS = HostNetNS
+	}
+	return &node{o: o, log: o.Logger, start: time.Now(), paths: newContainerdPaths(o.DataDir), cs: cs}, nil
+}
+
+// components lists the node's components in start order (see Run).
+func (n *node) components() []component.Component {
+	return []component.Component{
+		&nodeLogs{n: n},
+		&host{n: n},
+		&loopbackForward{n: n, log: n.log.With("component", "forward")},
+		&containerdComponent{n: n},
+		&images{n: n},
+		&dnsServer{n: n, log: n.log.With("component", "dns")},
+		&podRoutes{n: n, self: n.o.NodeName, log: n.log.With("component", "routes")},
+		&kubeProxy{n: n},
+		&kubelet{n: n},
+		&nodeReady{n: n},
+		// The kubelet and kube-proxy are up: hand back their start-up memory.
+		component.Func("memtrim", func(ctx context.Context) error {
+			memtrim.ReleaseAfter(ctx, n.log, 10*time.Second, 20*time.Second)
+			return nil
+		}),
+		component.Func("gc-policy", func(ctx context.Context) error {
+			gc := memtrim.DefaultGCPolicy
+			gc.Log = n.log
+			gc.Run(ctx)
+			return nil
+		}),
 	}
 }
 
@@ -284,27 +229,4 @@ func Cleanup(dataDir, nodeName string) error {
 		return fmt.Errorf("cgroups left behind: %v", left)
 	}
 	return nil
-}
-
-// teardown removes everything the node made: pods (through the CRI, so
-// their networks go too), containerd, mounts, cgroups, iptables chains, the
-// DNS interface and the run directory.
-func teardown(rc *runningContainerd, p containerdPaths, o *Options, log *slog.Logger) {
-	t := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := removePods(ctx, p.Socket); err != nil {
-		log.Warn("removing pods", "err", err)
-	}
-	rc.stop()
-	removeCgroupRoot(o.cgroupRoot()) // kills shims and containers left behind
-	n := unmountUnder(o.DataDir, filepath.Dir(p.Socket), p.Kubelet)
-	left := removeCgroupRoot(o.cgroupRoot())
-	removeKubeChains()
-	removeDNSAddress()
-	removeRunDir(p)
-	if !strings.HasPrefix(p.Kubelet, o.DataDir) {
-		_ = os.RemoveAll(p.Kubelet)
-	}
-	log.Info("node torn down", "unmounted", n, "cgroupsLeft", len(left), "took", time.Since(t).Round(time.Millisecond))
 }

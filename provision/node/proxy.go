@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/pflag"
 	proxyapp "k8s.io/kubernetes/cmd/kube-proxy/app"
@@ -52,3 +53,15 @@ func runProxy(ctx context.Context, o *Options, kubeconfig string) error {
 	}
 	return opts.Run(ctx)
 }
+
+// kubeProxy is the kube-proxy component. Upstream's Run never returns (its
+// iptables sync loop runs on wait.NeverStop), so Stop does not wait for it:
+// its goroutines end with the agent's process.
+type kubeProxy struct{ n *node }
+
+func (*kubeProxy) Name() string                    { return "kube-proxy" }
+func (*kubeProxy) Init(context.Context) error      { return nil }
+func (*kubeProxy) Start(context.Context) error     { return nil }
+func (*kubeProxy) Stop(context.Context) error      { return nil }
+func (*kubeProxy) StopTimeout() time.Duration      { return 0 }
+func (p *kubeProxy) Run(ctx context.Context) error { return runProxy(ctx, p.n.o, p.n.o.Kubeconfig) }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -109,14 +110,14 @@ choose yourself.`,
 				return err
 			}
 			fmt.Fprintf(g.stderr, "k2 server ready at %s (%s)\nkubeconfig: %s\n", srv.URL, srv.Timings.Ready.Round(1e6), srv.AdminKubeconfigPath())
+			var failed error
 			select {
 			case <-ctx.Done():
-				srv.Stop()
-				return nil
-			case err := <-srv.Err():
-				srv.Stop()
-				return err
+			case failed = <-srv.Err():
 			}
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			defer cancel()
+			return errors.Join(failed, srv.Stop(stopCtx))
 		},
 	}
 	f := cmd.Flags()
