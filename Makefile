@@ -21,7 +21,7 @@ LDFLAGS := -s -w $(K8S_LDFLAGS) \
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: all build test test-unit test-e2e fuzz bench demo clean
+.PHONY: all build test test-unit test-e2e fuzz bench demo clean lint
 
 all: build
 
@@ -38,8 +38,21 @@ bin/containerd-shim-runc-v2: FORCE
 
 FORCE:
 
-## test: everything CI runs — unit tests, a short fuzz run, then e2e against the built binary.
-test: test-unit fuzz test-e2e
+## test: everything CI runs — lint, unit tests, a short fuzz run, then e2e against the built binary.
+test: lint test-unit fuzz test-e2e
+
+## lint: golangci-lint (v2.15.0, pinned in tools/go.mod, a module of its own
+## so the main go.mod does not take its dependencies) with .golangci.yml —
+## the layering rules (depguard), errorlint, misspell, revive's exported-doc
+## rule — then tools' test that the layering rules catch a wrong import.
+GOLANGCI_LINT := $(CURDIR)/bin/golangci-lint
+
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+	cd tools && GOLANGCI_LINT=$(GOLANGCI_LINT) $(GO) test -count=1 ./...
+
+$(GOLANGCI_LINT): tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
 
 test-unit:
 	$(GO) vet ./...

@@ -83,7 +83,7 @@ func flatten(err error) []error {
 		return nil
 	}
 	inner := err
-	if ue, ok := err.(*usererr.Error); ok && ue.Hint == "" {
+	if ue, ok := err.(*usererr.Error); ok && ue.Hint == "" { //nolint:errorlint // the top of the tree only
 		inner = ue.Err
 	}
 	j, ok := inner.(interface{ Unwrap() []error })

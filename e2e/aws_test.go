@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -226,7 +227,7 @@ func TestAWSNoCredentials(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	took := time.Since(t0)
 	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		code = ee.ExitCode()
 	}
 	if code != 4 {

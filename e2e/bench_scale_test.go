@@ -219,7 +219,7 @@ func measureStep(ctx context.Context, b *testing.B, s *server, cs *kubernetes.Cl
 			break
 		}
 		if time.Since(t1) > timeout {
-			return fmt.Errorf("pods not all Running after %s: %+v (%v)", timeout, d.Status, err)
+			return fmt.Errorf("pods not all Running after %s: %+v (%w)", timeout, d.Status, err)
 		}
 		if time.Since(lastLog) > 30*time.Second && d != nil {
 			progress("  %d/%d pods available after %s", d.Status.AvailableReplicas, st.Pods, time.Since(t1).Round(time.Second))
@@ -418,7 +418,7 @@ func (f *simFleet) grow(n int, timeout time.Duration) error {
 			select {
 			case <-ready:
 			case err := <-exited:
-				errc <- fmt.Errorf("agent %s exited before Ready: %v", name, err)
+				errc <- fmt.Errorf("agent %s exited before Ready: %w", name, err)
 			case <-time.After(timeout):
 				errc <- fmt.Errorf("agent %s not Ready after %s", name, timeout)
 			}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -64,7 +65,7 @@ func kubectlEnv(t *testing.T, home, env string, args ...string) string {
 	out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kc}, args...)...).Output()
 	if err != nil {
 		msg := ""
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			msg = string(ee.Stderr)
 		}
 		t.Fatalf("kubectl %v: %v\n%s", args, err, msg)

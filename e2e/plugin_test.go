@@ -32,7 +32,7 @@ func k2Env(t *testing.T, home string, env []string, args ...string) result {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	r := result{Stdout: out.String(), Stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		r.Code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("running k2 %v: %v", args, err)
@@ -175,7 +175,7 @@ func TestAgentsJoinServer(t *testing.T) {
 			for _, a := range agents {
 				select {
 				case <-a.done:
-					return fmt.Errorf("an agent exited: %v\n%s", a.err, a.log.String())
+					return fmt.Errorf("an agent exited: %w\n%s", a.err, a.log.String())
 				default:
 				}
 			}

@@ -185,7 +185,7 @@ func (s *server) kubectl(args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	if err != nil {
-		return out.String(), fmt.Errorf("kubectl %v: %v\n%s", args, err, errb.String())
+		return out.String(), fmt.Errorf("kubectl %v: %w\n%s", args, err, errb.String())
 	}
 	return out.String(), nil
 }

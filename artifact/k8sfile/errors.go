@@ -85,7 +85,7 @@ func Errors(err error) []*Error {
 	var out []*Error
 	var walk func(error)
 	walk = func(err error) {
-		if e, ok := err.(*Error); ok {
+		if e, ok := err.(*Error); ok { //nolint:errorlint // walks the joined tree itself
 			out = append(out, e)
 			return
 		}

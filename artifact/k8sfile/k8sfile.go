@@ -109,7 +109,14 @@ type KV struct {
 	Key, Value string
 }
 
-func (p Pos) Position() Pos          { return p }
-func (a *Add) LayerName() string     { return a.Name }
+// Position is where the instruction starts in the K8sfile.
+func (p Pos) Position() Pos { return p }
+
+// LayerName is the name of the layer ADD makes.
+func (a *Add) LayerName() string { return a.Name }
+
+// LayerName is the name of the layer INSTALL makes.
 func (i *Install) LayerName() string { return i.Name }
-func (a *App) LayerName() string     { return a.Name }
+
+// LayerName is the name of the layer APP makes.
+func (a *App) LayerName() string { return a.Name }

@@ -52,7 +52,7 @@ func BuildHTTPServer(dir string) (v1.Image, error) {
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, HTTPServerPkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building %s: %v\n%s", HTTPServerPkg, err, b)
+		return nil, fmt.Errorf("building %s: %w\n%s", HTTPServerPkg, err, b)
 	}
 	exe, err := os.ReadFile(out)
 	if err != nil {

@@ -116,7 +116,7 @@ func Join(ctx context.Context, o ClientOptions) (*Credentials, error) {
 		o.Logger.Info("join endpoint not reachable yet; retrying", "url", o.JoinURL, "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("joining %s: %w (last error: %v)", o.JoinURL, ctx.Err(), err)
+			return nil, fmt.Errorf("joining %s: %w (last error: %w)", o.JoinURL, ctx.Err(), err)
 		case <-time.After(o.RetryInterval):
 		}
 	}
@@ -135,7 +135,7 @@ func joinOnce(ctx context.Context, o ClientOptions, tok Token) error {
 	caPEM, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching the cluster CA: status %d %v", resp.StatusCode, err)
+		return fmt.Errorf("fetching the cluster CA: status %d %w", resp.StatusCode, err)
 	}
 	if got := CAHash(caPEM); got != tok.CAHash {
 		return fmt.Errorf("%w: the server at %s presents CA %s…, the token expects %s…", ErrCAMismatch, o.JoinURL, got[:12], tok.CAHash[:12])

@@ -21,7 +21,7 @@ import (
 	"strings"
 )
 
-// Default port of the join endpoint on the control plane.
+// DefaultPort is the port of the join endpoint on the control plane.
 const DefaultPort = 6444
 
 const (

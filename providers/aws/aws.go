@@ -123,6 +123,7 @@ func capabilities() sdk.Capabilities {
 	}
 }
 
+// Describe names the provider, its capabilities and its config schema.
 func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
 	return &sdk.DescribeResponse{
 		Name:         Name,
@@ -255,6 +256,8 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	return cfg, ds
 }
 
+// Validate checks the config, the credentials and the machines against the
+// capabilities without making anything.
 func (p *Provider) Validate(ctx context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
 	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)

@@ -35,6 +35,8 @@ const maxGenerations = 32
 // aliveStates are the states of an instance that still counts.
 var aliveStates = []string{"pending", "running", "stopping", "stopped"}
 
+// Create runs the requested instances, idempotent by request id (EC2
+// ClientToken), and returns them with their state.
 func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.CreateResponse, error) {
 	cfg, ds := load(req.Config)
 	configOK := !ds.HasErrors()

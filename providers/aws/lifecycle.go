@@ -15,6 +15,8 @@ import (
 	"k2.dev/k2/providers/sdk"
 )
 
+// List returns the environment's instances (those of one request if
+// RequestID is set).
 func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListResponse, error) {
 	c, ds := session(ctx, req.Config)
 	if ds.HasErrors() {
@@ -53,6 +55,7 @@ func validInstanceID(id string) bool {
 	return true
 }
 
+// Delete terminates the instances; an id that names none counts as deleted.
 func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.DeleteResponse, error) {
 	c, ds := session(ctx, req.Config)
 	if ds.HasErrors() {

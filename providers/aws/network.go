@@ -188,7 +188,7 @@ func retryDependency(ctx context.Context, poll time.Duration, f func() error) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
 		case <-time.After(poll):
 		}
 	}

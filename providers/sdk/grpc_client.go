@@ -77,7 +77,7 @@ func (c *grpcClient) Create(ctx context.Context, req *CreateRequest) (*CreateRes
 	}
 	for {
 		ev, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, &TransportError{Err: errors.New("the plugin ended Create without a result")}
 		}
 		if err != nil {
@@ -123,7 +123,7 @@ func (c *grpcClient) Console(ctx context.Context, req *ConsoleRequest) error {
 	}
 	for {
 		chunk, err := stream.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {

@@ -39,30 +39,37 @@ var ErrUnimplemented = errors.New("not implemented by this provider")
 // existing plugin.
 type UnimplementedProvider struct{}
 
+// Describe returns codes.Unimplemented.
 func (UnimplementedProvider) Describe(context.Context, *DescribeRequest) (*DescribeResponse, error) {
 	return nil, ErrUnimplemented
 }
 
+// Validate returns codes.Unimplemented.
 func (UnimplementedProvider) Validate(context.Context, *ValidateRequest) (*ValidateResponse, error) {
 	return nil, ErrUnimplemented
 }
 
+// Create returns codes.Unimplemented.
 func (UnimplementedProvider) Create(context.Context, *CreateRequest) (*CreateResponse, error) {
 	return nil, ErrUnimplemented
 }
 
+// List returns codes.Unimplemented.
 func (UnimplementedProvider) List(context.Context, *ListRequest) (*ListResponse, error) {
 	return nil, ErrUnimplemented
 }
 
+// Delete returns codes.Unimplemented.
 func (UnimplementedProvider) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, ErrUnimplemented
 }
 
+// Power returns codes.Unimplemented.
 func (UnimplementedProvider) Power(context.Context, *PowerRequest) (*PowerResponse, error) {
 	return nil, ErrUnimplemented
 }
 
+// Console returns codes.Unimplemented.
 func (UnimplementedProvider) Console(context.Context, *ConsoleRequest) error {
 	return ErrUnimplemented
 }

@@ -30,7 +30,7 @@ const PluginName = "provider"
 // user-data document).
 const MaxMessageBytes = 64 << 20
 
-// DebugEnv, when set to 1 in a plugin's environment, makes Serve run in
+// DebugEnv is the variable that, set to 1 in a plugin's environment, makes Serve run in
 // go-plugin's reattach mode: the plugin runs on its own (under a debugger,
 // say) and prints a ReattachEnv line; export it and k2 attaches to that
 // process instead of starting the plugin.

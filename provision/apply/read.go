@@ -119,7 +119,7 @@ func Decode(r io.Reader, name string) ([]*unstructured.Unstructured, error) {
 		src := fmt.Sprintf("%s:%d", name, d.line)
 		var m map[string]any
 		if err := yaml.Unmarshal(d.body, &m); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w: %v", src, ErrInvalidObject, err))
+			errs = append(errs, fmt.Errorf("%s: %w: %w", src, ErrInvalidObject, err))
 			continue
 		}
 		if m == nil {

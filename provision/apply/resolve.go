@@ -226,7 +226,7 @@ func versionOf(gv string) string {
 func (r *Resolver) resolveExplicit(apiVersion, kind string, allowBeta bool) (Mapping, error) {
 	gv, err := schema.ParseGroupVersion(apiVersion)
 	if err != nil {
-		return Mapping{}, fmt.Errorf("%w: apiVersion %q: %v", ErrInvalidObject, apiVersion, err)
+		return Mapping{}, fmt.Errorf("%w: apiVersion %q: %w", ErrInvalidObject, apiVersion, err)
 	}
 	gvk := gv.WithKind(kind)
 	if st := VersionStability(gv.Version); st != Stable && !allowBeta {

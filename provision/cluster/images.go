@@ -96,7 +96,7 @@ func waitJoinEndpoint(ctx context.Context, t imageTarget, timeout time.Duration)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the join endpoint %s: %w (last error: %v)", t.url, ctx.Err(), err)
+			return fmt.Errorf("waiting for the join endpoint %s: %w (last error: %w)", t.url, ctx.Err(), err)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

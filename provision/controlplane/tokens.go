@@ -43,7 +43,7 @@ func NewTokenStore(dataDir string) *TokenStore {
 	return &TokenStore{path: filepath.Join(dataDir, TokensFile)}
 }
 
-// Create makes a new join token for the cluster whose PKI is in dataDir;
+// CreateToken makes a new join token for the cluster whose PKI is in dataDir;
 // ttl 0 means it never expires. The token string is shown once: only its
 // hash is stored.
 func CreateToken(dataDir string, ttl time.Duration, description string) (join.Token, TokenRecord, error) {

@@ -20,7 +20,7 @@ func (p *Plan) ValueMap() map[string]string {
 	return m
 }
 
-// ErrNotDeployed: the environment runs no artifact (never deployed, or
+// ErrNotDeployed means the environment runs no artifact (never deployed, or
 // destroyed since).
 var ErrNotDeployed = errors.New("not deployed")
 

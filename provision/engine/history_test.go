@@ -56,7 +56,7 @@ func TestRollbackTarget(t *testing.T) {
 	}
 	b1 := record(t, s, "prod", state.OpPromote, dg("b"), v2, state.Succeeded)
 	record(t, s, "prod", state.OpUpgrade, dg("c"), v2, state.Failed)
-	record(t, s, "prod", state.OpUpgrade, dg("b"), v3, state.Succeeded) // same digest, other values
+	record(t, s, "prod", state.OpUpgrade, dg("b"), v3, state.Succeeded)       // same digest, other values
 	b3 := record(t, s, "prod", state.OpUpgrade, dg("b"), v3, state.Succeeded) // a no-op re-deploy
 
 	cur, last, err := engine.Current(ctx, s, "prod")

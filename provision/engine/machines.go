@@ -42,6 +42,7 @@ type MachineResult struct {
 	Addresses  []string `json:"addresses,omitempty"`
 }
 
+// Name names the step in the journal.
 func (s *MachinesStep) Name() string {
 	if s.StepName == "" {
 		return "machines"
@@ -59,6 +60,9 @@ func (s *MachinesStep) machines(st *State) []MachinePlan {
 	return out
 }
 
+// Run creates the step's machines (those of its Roles) through the
+// provider, Parallel at a time (default 4), each one journaled so that a
+// retry never makes it twice; the first failure cancels the rest.
 func (s *MachinesStep) Run(ctx context.Context, st *State) error {
 	if st.Plan == nil {
 		return errors.New("no plan in State")

@@ -314,7 +314,7 @@ func flatten(err error) []error {
 		return out
 	}
 	if u := errors.Unwrap(err); u != nil {
-		if _, ok := err.(*engine.CapabilityError); !ok {
+		if _, ok := err.(*engine.CapabilityError); !ok { //nolint:errorlint // walks the tree itself
 			return flatten(u)
 		}
 	}

@@ -17,8 +17,10 @@ type PlanStep struct {
 
 var _ Resumer = (*PlanStep)(nil)
 
+// Name names the step in the journal.
 func (s *PlanStep) Name() string { return "plan" }
 
+// Run records the plan in the deployment's state.
 func (s *PlanStep) Run(_ context.Context, st *State) error {
 	if s.Plan == nil {
 		return fmt.Errorf("no plan")
@@ -27,10 +29,13 @@ func (s *PlanStep) Run(_ context.Context, st *State) error {
 	return nil
 }
 
+// Cleanup has nothing to undo.
 func (s *PlanStep) Cleanup(context.Context, *State) {}
 
+// Output is the plan, journaled.
 func (s *PlanStep) Output(st *State) (any, error) { return st.Plan, nil }
 
+// Resume restores the plan from the journal.
 func (s *PlanStep) Resume(_ context.Context, st *State, out json.RawMessage) error {
 	var p Plan
 	if err := json.Unmarshal(out, &p); err != nil {

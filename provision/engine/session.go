@@ -49,7 +49,7 @@ type Session struct {
 	store   *state.Store
 }
 
-// ErrNothingToResume: ResumeRequired found no unfinished deployment.
+// ErrNothingToResume means ResumeRequired found no unfinished deployment.
 var ErrNothingToResume = errors.New("nothing to resume")
 
 // Begin locks env and starts a deployment, or picks up an interrupted one

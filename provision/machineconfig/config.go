@@ -25,6 +25,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -291,7 +292,7 @@ func Parse(b []byte) (*Config, error) {
 		return nil, fmt.Errorf("machine config: %w", cleanYAMLError(err))
 	}
 	var extra yaml.Node
-	if err := dec.Decode(&extra); err != io.EOF {
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("machine config: more than one document; give one machine config per machine")
 	}
 	var doc yaml.Node

@@ -217,7 +217,7 @@ func (c *containerdComponent) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil
 	}
-	return fmt.Errorf("exited (%v); see %s", err, c.n.paths.Log)
+	return fmt.Errorf("exited (%w); see %s", err, c.n.paths.Log)
 }
 
 // Ready waits up to 30 s for the daemon to answer on its socket.

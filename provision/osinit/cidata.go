@@ -30,8 +30,10 @@ type CIDataSource struct {
 	DevDir string
 }
 
+// Name names the source in messages.
 func (s *CIDataSource) Name() string { return "cidata" }
 
+// Fetch reads the machine config from the cidata volume.
 func (s *CIDataSource) Fetch(ctx context.Context) ([]byte, error) {
 	dev, fstype, err := s.find()
 	if err != nil {
@@ -64,7 +66,7 @@ func (s *CIDataSource) find() (dev, fstype string, err error) {
 	}
 	entries, err := os.ReadDir(sys)
 	if err != nil {
-		return "", "", fmt.Errorf("listing block devices: %v: %w", err, ErrNoConfig)
+		return "", "", fmt.Errorf("listing block devices: %w: %w", err, ErrNoConfig)
 	}
 	var names []string
 	for _, e := range entries {

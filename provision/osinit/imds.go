@@ -33,6 +33,7 @@ type IMDSSource struct {
 	Timeout time.Duration
 }
 
+// Name names the source in messages.
 func (s *IMDSSource) Name() string { return "IMDS" }
 
 // endpoint is the explicit endpoint, if any.
@@ -46,6 +47,7 @@ func (s *IMDSSource) endpoint() string {
 	return os.Getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT")
 }
 
+// Fetch reads the machine config from the instance's user data.
 func (s *IMDSSource) Fetch(ctx context.Context) ([]byte, error) {
 	ep := s.endpoint()
 	if ep == "" {

@@ -84,8 +84,10 @@ type CmdlineSource struct {
 	Client  *http.Client
 }
 
+// Name names the source in messages.
 func (s *CmdlineSource) Name() string { return "kernel command line" }
 
+// Fetch reads the machine config from the URL k2.config= names.
 func (s *CmdlineSource) Fetch(ctx context.Context) ([]byte, error) {
 	u, ok := s.Cmdline[CmdlineConfig]
 	if !ok || u == "" {
@@ -101,8 +103,10 @@ type RefSource struct {
 	Client *http.Client
 }
 
+// Name names the source in messages (credentials redacted).
 func (s *RefSource) Name() string { return "--config " + redactURL(s.Ref) }
 
+// Fetch reads the machine config from the file or URL.
 func (s *RefSource) Fetch(ctx context.Context) ([]byte, error) {
 	if strings.HasPrefix(s.Ref, "http://") || strings.HasPrefix(s.Ref, "https://") {
 		return fetchURL(ctx, s.Client, s.Ref)
@@ -166,6 +170,7 @@ func (e *NoConfigError) Error() string {
 	return "no machine config found: tried " + strings.Join(e.Tried, ", ")
 }
 
+// Is makes errors.Is(err, ErrNoConfig) true.
 func (e *NoConfigError) Is(target error) bool { return target == ErrNoConfig }
 
 // Find asks the sources in order and returns the first document found and

@@ -208,7 +208,7 @@ func unpack(ctx context.Context, r io.Reader, dir string) (*Manifest, error) {
 			return nil, err
 		}
 		h, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -197,7 +197,7 @@ func TestEmbeddedEtcdCluster(t *testing.T) {
 	waitFor(t, 15*time.Second, "the restarted member to see the write made while it was down", func() error {
 		g, err := lc.Get(ctx, "/registry/test/b")
 		if err != nil || len(g.Kvs) != 1 {
-			return fmt.Errorf("%v %v", g, err)
+			return fmt.Errorf("%v %w", g, err)
 		}
 		return nil
 	})
