@@ -3,6 +3,7 @@ package artifact
 import (
 	"context"
 	"io"
+	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
@@ -126,4 +127,15 @@ func (l liveStore) Tag(ctx context.Context, d ocispec.Descriptor, ref string) er
 
 func (l liveStore) Predecessors(ctx context.Context, d ocispec.Descriptor) ([]ocispec.Descriptor, error) {
 	return l.s.oci.Predecessors(ctx, d)
+}
+
+// SplitRegistry splits ref into the registry host it names and the rest
+// (repository path with tag or digest); host is "" for a reference to the
+// local store only ("hello:v1").
+func SplitRegistry(ref string) (host, rest string) {
+	if !hasRegistry(ref) {
+		return "", ref
+	}
+	i := strings.Index(ref, "/")
+	return ref[:i], ref[i+1:]
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -55,7 +56,10 @@ func VerifyRef(ctx context.Context, s *artifact.Store, ref string, keys []*Publi
 		return out, usererr.Wrap(usererr.KindFailure, fmt.Errorf("%s: %w", out.Ref, ErrUnsigned),
 			"sign it with 'k2 sign "+out.Ref+" --key <private key>'; a promotion copies signatures along")
 	case errors.Is(err, ErrBadSignature), errors.Is(err, ErrTampered):
-		return out, usererr.Wrap(usererr.KindFailure, fmt.Errorf("%s: %w", t.Ref, err),
+		if !strings.Contains(t.Ref, "@") { // the error names the digest already
+			err = fmt.Errorf("%s: %w", t.Ref, err)
+		}
+		return out, usererr.Wrap(usererr.KindFailure, err,
 			"check that the key is the one it was signed with, and that nobody changed the artifact since")
 	}
 	return out, artifact.RegistryError("verifying", t.Ref, err)

@@ -204,6 +204,9 @@ func verifyWith(b *bundle.Bundle, alg string, digest []byte, k *PublicKey) error
 	}
 	res, err := v.Verify(b, verify.NewPolicy(verify.WithArtifactDigest(alg, digest), verify.WithKey()))
 	if err != nil {
+		if strings.Contains(err.Error(), "could not verify envelope") {
+			return errors.New("the signature does not verify with this key (made with another key, or the envelope was altered)")
+		}
 		return err
 	}
 	if res.Statement == nil || res.Statement.GetPredicateType() != PredicateType {

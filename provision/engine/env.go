@@ -19,6 +19,8 @@ type EnvCreateOptions struct {
 	ValuesFile string
 	// ProviderConfigFile is a YAML or JSON object handed to the provider.
 	ProviderConfigFile string
+	// Registry is where promotions to the environment copy artifacts.
+	Registry string
 }
 
 // CreateEnv records a new environment. Errors are user errors: a taken
@@ -39,7 +41,7 @@ func CreateEnv(ctx context.Context, s *state.Store, o EnvCreateOptions) (*state.
 	for k, v := range set {
 		vals[k] = v
 	}
-	e := state.Environment{Name: o.Name, Provider: o.Provider, Values: vals}
+	e := state.Environment{Name: o.Name, Provider: o.Provider, Values: vals, Registry: o.Registry}
 	if o.ProviderConfigFile != "" {
 		cfg, err := ReadConfigFile(o.ProviderConfigFile)
 		if err != nil {
@@ -75,6 +77,8 @@ type EnvDetail struct {
 	Last *state.Deployment `json:"lastDeployment,omitempty"`
 	// Lock is who holds the deploy lock now, nil if nobody.
 	Lock *LockInfo `json:"lock,omitempty"`
+	// Approvals of digests for this environment, newest first.
+	Approvals []state.Approval `json:"approvals"`
 }
 
 // LockInfo is a lock holder as reported to users.
@@ -99,6 +103,9 @@ func DescribeEnv(ctx context.Context, s *state.Store, name string) (*EnvDetail, 
 	case err == nil:
 		d.Last = last
 	case !errors.Is(err, state.ErrNotFound):
+		return nil, err
+	}
+	if d.Approvals, err = s.Approvals(ctx, name, ""); err != nil {
 		return nil, err
 	}
 	h, stale, err := s.LockHolderOf(ctx, name)

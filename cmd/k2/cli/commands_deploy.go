@@ -20,6 +20,8 @@ func deployCommands(g *globals) []*cobra.Command {
 		newEnvCmd(g),
 		newHistoryCmd(g),
 		newRollbackCmd(g),
+		newPromoteCmd(g),
+		newApproveCmd(g),
 	}
 }
 

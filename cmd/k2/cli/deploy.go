@@ -20,6 +20,7 @@ import (
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/cluster"
 	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/provision/promote"
 	"k2.dev/k2/state"
 )
 
@@ -41,6 +42,8 @@ type deployFlags struct {
 	// source is recorded with the deployment (promote: the source env;
 	// rollback: the deployment restored).
 	source string
+	// verifyKeys: public key files a signature must verify with.
+	verifyKeys []string
 }
 
 // setValues makes vals win over every other value of the deploy, as --set
@@ -58,6 +61,7 @@ func (d *deployFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&d.sets, "set", nil, "ARG value key=value (repeatable); wins over --values and the environment's values")
 	fl.StringVar(&d.valuesFile, "values", "", "YAML or JSON file of ARG values")
 	fl.BoolVar(&d.dryRun, "dry-run", false, "print the plan (values, machines, layers) and change nothing")
+	fl.StringArrayVar(&d.verifyKeys, "verify-key", nil, "require a valid signature by this public key (repeatable: any of them); see 'k2 verify'")
 	d.remote.register(cmd)
 }
 
@@ -112,6 +116,7 @@ anything is created.`,
 type deployInputs struct {
 	state    *state.Store
 	env      *state.Environment
+	store    *artifact.Store
 	artifact *artifact.Artifact
 	provider *host.Client
 }
@@ -144,11 +149,10 @@ func openDeploy(ctx context.Context, g *globals, d *deployFlags, ref string) (*d
 	if _, err := artifact.NormalizeRef(ref); err != nil {
 		return nil, usererr.Wrap(usererr.KindUsage, fmt.Errorf("artifact reference %q: %w", ref, err), "build one with 'k2 build -t <ref> <dir>'")
 	}
-	store, err := g.openStore(ctx)
-	if err != nil {
+	if in.store, err = g.openStore(ctx); err != nil {
 		return nil, err
 	}
-	if in.artifact, err = artifact.Open(ctx, store, ref, hasHost(ref), d.remote.options(g)); err != nil {
+	if in.artifact, err = artifact.Open(ctx, in.store, ref, hasHost(ref), d.remote.options(g)); err != nil {
 		return nil, err
 	}
 	plug, err := host.Find(g.discoverOptions(), in.env.Provider)
@@ -170,6 +174,9 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 	}
 	defer in.Close()
 	s, env, a, c := in.state, in.env, in.artifact, in.provider
+	if err := checkGates(ctx, g, d, in, ref, op); err != nil {
+		return nil, err
+	}
 	desc, err := c.Describe(ctx, &sdk.DescribeRequest{})
 	if err != nil {
 		return nil, err
@@ -214,6 +221,22 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 		OnEvent:  engine.NewPrinter(g.stderr),
 		Logger:   log,
 	})
+}
+
+// checkGates refuses a deploy the environment's signature or approval gate
+// (or --verify-key) does not let in; it changes nothing.
+func checkGates(ctx context.Context, g *globals, d *deployFlags, in *deployInputs, ref string, op state.Op) error {
+	keys, err := loadPublicKeys(d.verifyKeys)
+	if err != nil {
+		return err
+	}
+	digest := in.artifact.Descriptor.Digest.String()
+	gates := &promote.Gates{State: in.state, Artifacts: in.store, Remote: d.remote.options(g), Home: g.home}
+	res, err := gates.Check(ctx, promote.Subject{Env: in.env, Op: op, Digest: digest, Ref: ref, VerifyKeys: keys})
+	if err != nil {
+		return err
+	}
+	return promote.Refusal(in.env.Name, op, digest, ref, res)
 }
 
 // apiWarnings sends the API server's deprecation warnings to the debug log.

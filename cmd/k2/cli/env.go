@@ -11,6 +11,7 @@ import (
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/provision/promote"
 	"k2.dev/k2/state"
 )
 
@@ -29,7 +30,7 @@ Environments live in $K2_HOME/state.db.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newEnvCreateCmd(g), newEnvLsCmd(g), newEnvShowCmd(g), newEnvSetCmd(g), newEnvUnlockCmd(g))
+	cmd.AddCommand(newEnvCreateCmd(g), newEnvLsCmd(g), newEnvShowCmd(g), newEnvSetCmd(g), newEnvUnlockCmd(g), newEnvDiffCmd(g))
 	return cmd
 }
 
@@ -71,6 +72,7 @@ func newEnvCreateCmd(g *globals) *cobra.Command {
 	fl.StringArrayVar(&o.Sets, "set", nil, "ARG value key=value (repeatable); wins over --values")
 	fl.StringVar(&o.ValuesFile, "values", "", "YAML or JSON file of ARG values (replicas: 3)")
 	fl.StringVar(&o.ProviderConfigFile, "provider-config", "", "YAML or JSON file of provider settings")
+	fl.StringVar(&o.Registry, "registry", "", "registry (host[:port][/prefix]) promotions to this environment copy the artifact to first")
 	return cmd
 }
 
@@ -141,6 +143,9 @@ func printEnv(w io.Writer, d *engine.EnvDetail) error {
 	if d.ProviderConfigRef != "" {
 		fmt.Fprintf(t, "Provider config:\t%s\n", d.ProviderConfigRef)
 	}
+	if d.Registry != "" {
+		fmt.Fprintf(t, "Registry:\t%s\n", d.Registry)
+	}
 	fmt.Fprintf(t, "Created:\t%s\n", d.CreatedAt.Format(time.RFC3339))
 	fmt.Fprintf(t, "Updated:\t%s\n", d.UpdatedAt.Format(time.RFC3339))
 	if d.Lock != nil {
@@ -162,6 +167,24 @@ func printEnv(w io.Writer, d *engine.EnvDetail) error {
 	}
 	for _, k := range state.SortedKeys(d.Values) {
 		fmt.Fprintf(w, "  %s=%s\n", k, d.Values[k])
+	}
+	fmt.Fprintln(w, "Gates:")
+	gates := promote.Describe(d.Policy)
+	if len(gates) == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	for _, g := range gates {
+		fmt.Fprintf(w, "  %s\n", g)
+	}
+	if len(d.Approvals) > 0 {
+		fmt.Fprintln(w, "Approvals:")
+		for _, a := range d.Approvals {
+			c := ""
+			if a.Comment != "" {
+				c = " (" + a.Comment + ")"
+			}
+			fmt.Fprintf(w, "  %s by %s at %s%s\n", a.Digest, a.Actor, a.ApprovedAt.Format(time.RFC3339), c)
+		}
 	}
 	fmt.Fprintln(w, "Machines:")
 	if len(d.Machines) == 0 {
@@ -189,41 +212,90 @@ func artifactOf(d *state.Deployment) string {
 }
 
 func newEnvSetCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "set <name> key=value|key- ...",
-		Short: "Set or remove an environment's ARG values",
+	var ps promote.Settings
+	var registry string
+	cmd := &cobra.Command{
+		Use:   "set <name> [key=value|key- ...] [--gate …] [--policy FILE] [--registry R]",
+		Short: "Set an environment's ARG values, promotion gates or registry",
 		Long: `Set ARG values stored with an environment; every later deploy there uses
-them (a --values file or --set on the deploy still wins). key- removes a value.`,
+them (a --values file or --set on the deploy still wins). key- removes a value.
+
+--gate sets the gates a promotion to this environment must pass (kept in
+$K2_HOME/state.db); a refused promotion names the gate and changes nothing:
+  healthy=DURATION   the source environment has been healthy (every node and
+                     App Ready) for at least this long
+  signed-by=FILE     the artifact carries a valid signature by this public key
+                     (repeat for several keys: any of them will do)
+  approval           someone ran 'k2 approve <env> <digest>' for the digest
+  NAME-              removes gate NAME; none removes every gate
+The signature and approval gates also guard 'k2 deploy' and 'k2 upgrade' of
+the environment, the signature gate 'k2 rollback'.
+
+--policy FILE replaces every gate with a YAML or JSON file's:
+  healthyFor: 10m
+  signedBy: [keys/release.pub]    # relative to the file
+  approval: true
+
+--registry sets where promotions to this environment copy the artifact (and
+its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
 		Example: `  k2 env set prod replicas=5 domain=example.test
-  k2 env set prod domain-`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 2 {
-				return rangeArgs(2, 1<<20)(cmd, args)
-			}
-			return nil
-		},
+  k2 env set prod domain-
+  k2 env set prod --gate healthy=10m --gate signed-by=release.pub --gate approval
+  k2 env set prod --registry registry.prod.example:5000/k2
+  k2 env set staging --policy staging-policy.yaml`,
+		Args: rangeArgs(1, 1<<20),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := g.format()
 			if err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("registry") {
+				ps.Registry = &registry
+			}
+			if len(args) < 2 && ps.IsZero() {
+				return usererr.Usage("nothing to set; give key=value, key-, --gate, --policy or --registry (see 'k2 env set --help')")
 			}
 			s, err := g.openState(cmd.Context())
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			e, err := engine.SetEnvValues(cmd.Context(), s, args[0], args[1:])
-			if err != nil {
-				return err
+			var e *state.Environment
+			if len(args) > 1 {
+				if e, err = engine.SetEnvValues(cmd.Context(), s, args[0], args[1:]); err != nil {
+					return err
+				}
+			}
+			if !ps.IsZero() {
+				if e, err = promote.Configure(cmd.Context(), s, args[0], ps); err != nil {
+					return err
+				}
 			}
 			return output.Render(g.stdout, f, e, func(w io.Writer) error {
 				for _, k := range state.SortedKeys(e.Values) {
 					fmt.Fprintf(w, "%s=%s\n", k, e.Values[k])
 				}
+				if !ps.IsZero() {
+					if e.Registry != "" {
+						fmt.Fprintf(w, "registry: %s\n", e.Registry)
+					}
+					gates := promote.Describe(e.Policy)
+					if len(gates) == 0 {
+						gates = []string{"no gates"}
+					}
+					for _, g := range gates {
+						fmt.Fprintf(w, "gate %s\n", g)
+					}
+				}
 				return nil
 			})
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringArrayVar(&ps.Gates, "gate", nil, "promotion gate: healthy=DURATION, signed-by=KEY.pub, approval, NAME- (repeatable)")
+	fl.StringVar(&ps.PolicyFile, "policy", "", "YAML or JSON file replacing every gate (healthyFor, signedBy, approval)")
+	fl.StringVar(&registry, "registry", "", "registry promotions to this environment copy to (\"\" removes it)")
+	return cmd
 }
 
 func newEnvUnlockCmd(g *globals) *cobra.Command {
