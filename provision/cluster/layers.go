@@ -126,28 +126,9 @@ func (c *run) applyLayer(ctx context.Context, st *engine.State, cfg *rest.Config
 	a := c.o.Artifact
 	switch l.Kind {
 	case artifact.KindManifests, artifact.KindApp:
-		files, err := a.Files(ctx, l.Name)
+		objs, err := layerObjects(ctx, a, l, values)
 		if err != nil {
 			return 0, err
-		}
-		var objs []*unstructured.Unstructured
-		for _, f := range files {
-			data := f.Data
-			if l.Kind == artifact.KindApp {
-				s, err := k8sfile.Expand(string(f.Data), values)
-				if err != nil {
-					return 0, fmt.Errorf("APP %s: %w", l.Name, err)
-				}
-				data = []byte(s)
-			}
-			if !apply.IsManifest(f.Name) {
-				continue
-			}
-			o, err := apply.Decode(bytes.NewReader(data), l.Name+"/"+f.Name)
-			if err != nil {
-				return 0, err
-			}
-			objs = append(objs, o...)
 		}
 		_, err = apply.Apply(ctx, cfg, objs, apply.Options{
 			AllowBeta: a.Config.AllowBeta, Inventory: inventory(st.Env.Name, l.Name), Prune: true,
@@ -164,10 +145,38 @@ func (c *run) applyLayer(ctx context.Context, st *engine.State, cfg *rest.Config
 	return 0, fmt.Errorf("layer %s: unknown kind %q", l.Name, l.Kind)
 }
 
-// installChart installs or upgrades a vendored chart with the Helm SDK:
-// the chart's defaults, then the values= file, then set pairs (with ARGs
-// resolved for the environment).
-func (c *run) installChart(ctx context.Context, st *engine.State, ch *chart.Chart, spec *artifact.ChartSpec, values map[string]string) (int, error) {
+// layerObjects are the objects of a manifests or app layer, an App's
+// ${ARG} templates resolved with values.
+func layerObjects(ctx context.Context, a *artifact.Artifact, l artifact.LayerSpec, values map[string]string) ([]*unstructured.Unstructured, error) {
+	files, err := a.Files(ctx, l.Name)
+	if err != nil {
+		return nil, err
+	}
+	var objs []*unstructured.Unstructured
+	for _, f := range files {
+		data := f.Data
+		if l.Kind == artifact.KindApp {
+			s, err := k8sfile.Expand(string(f.Data), values)
+			if err != nil {
+				return nil, fmt.Errorf("APP %s: %w", l.Name, err)
+			}
+			data = []byte(s)
+		}
+		if !apply.IsManifest(f.Name) {
+			continue
+		}
+		o, err := apply.Decode(bytes.NewReader(data), l.Name+"/"+f.Name)
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, o...)
+	}
+	return objs, nil
+}
+
+// chartValues are the values a chart layer is installed with: the chart's
+// defaults, then the values= file, then set pairs with ARGs resolved.
+func chartValues(spec *artifact.ChartSpec, values map[string]string) (map[string]any, error) {
 	vals := map[string]any{}
 	for k, v := range spec.Values {
 		vals[k] = v
@@ -175,11 +184,22 @@ func (c *run) installChart(ctx context.Context, st *engine.State, ch *chart.Char
 	for _, kv := range spec.Set {
 		v, err := k8sfile.Expand(kv.Value, values)
 		if err != nil {
-			return 0, fmt.Errorf("chart %s set %s: %w", spec.Release, kv.Key, err)
+			return nil, fmt.Errorf("chart %s set %s: %w", spec.Release, kv.Key, err)
 		}
 		if err := strvals.ParseInto(kv.Key+"="+v, vals); err != nil {
-			return 0, fmt.Errorf("chart %s set %s: %w", spec.Release, kv.Key, err)
+			return nil, fmt.Errorf("chart %s set %s: %w", spec.Release, kv.Key, err)
 		}
+	}
+	return vals, nil
+}
+
+// installChart installs or upgrades a vendored chart with the Helm SDK:
+// the chart's defaults, then the values= file, then set pairs (with ARGs
+// resolved for the environment).
+func (c *run) installChart(ctx context.Context, st *engine.State, ch *chart.Chart, spec *artifact.ChartSpec, values map[string]string) (int, error) {
+	vals, err := chartValues(spec, values)
+	if err != nil {
+		return 0, err
 	}
 	ac, err := c.helm(st, spec.Namespace)
 	if err != nil {
@@ -208,9 +228,13 @@ func (c *run) installChart(ctx context.Context, st *engine.State, ch *chart.Char
 }
 
 func (c *run) helm(st *engine.State, namespace string) (*action.Configuration, error) {
+	return helmConfig(c.o.Home, st.Env.Name, namespace, st.Log)
+}
+
+// helmConfig is a Helm client of env's cluster for namespace.
+func helmConfig(home, env, namespace string, log *slog.Logger) (*action.Configuration, error) {
 	ac := new(action.Configuration)
-	getter := kube.GetConfig(KubeconfigPath(c.o.Home, st.Env.Name), "", namespace)
-	log := st.Log
+	getter := kube.GetConfig(KubeconfigPath(home, env), "", namespace)
 	if err := ac.Init(getter, namespace, "secret", func(format string, v ...any) {
 		log.Debug(fmt.Sprintf(format, v...), "component", "helm")
 	}); err != nil {

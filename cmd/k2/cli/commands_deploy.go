@@ -22,6 +22,7 @@ func deployCommands(g *globals) []*cobra.Command {
 		newRollbackCmd(g),
 		newPromoteCmd(g),
 		newApproveCmd(g),
+		newDiffCmd(g),
 	}
 }
 
