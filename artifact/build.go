@@ -324,6 +324,10 @@ func (b *builder) finish(ctx context.Context) (*BuildResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding config: %w", err)
 	}
+	// Every artifact k2 writes follows its published schema (docs/spec.md).
+	if err := ValidateConfig(cfgJSON); err != nil {
+		return nil, fmt.Errorf("k2 built a config its own schema refuses (a bug; please report it): %w", err)
+	}
 	cfgDesc, err := pushBytes(ctx, b.blobs, ConfigMediaType, cfgJSON, nil)
 	if err != nil {
 		return nil, err
