@@ -76,7 +76,7 @@ func schemaLeaves(ve *jsonschema.ValidationError) string {
 	return strings.Join(out, "; ")
 }
 
-// ErrNonConformant: an artifact breaks docs/spec.md.
+// ErrNonConformant is wrapped by every problem Conform finds: the artifact breaks docs/spec.md.
 var ErrNonConformant = errors.New("not a conformant k2 artifact")
 
 // Conform checks that the manifest desc in f is a conformant k2 cluster

@@ -173,7 +173,7 @@ func TrustedKeys(tk []state.TrustedKey) ([]*sign.PublicKey, error) {
 	return keys, nil
 }
 
-// ErrRefused: a gate refused to let an artifact into an environment.
+// ErrRefused is wrapped when a gate refused to let an artifact into an environment.
 var ErrRefused = errors.New("refused")
 
 // RefusedError names the gates that refused and why.
