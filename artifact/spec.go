@@ -162,7 +162,7 @@ func Conform(ctx context.Context, f content.Fetcher, desc ocispec.Descriptor) er
 			bad("layer %d: want the vendored image %s (%s, %s, kind %s)", len(cfg.Layers)+i, im.Ref, ImageArchiveMediaType, im.Archive.Digest, KindImage)
 			continue
 		}
-		if err := checkBlob(ctx, f, d); err != nil {
+		if err := VerifyBlob(ctx, f, d); err != nil {
 			bad("layer %d (image %s): %v", len(cfg.Layers)+i, im.Ref, err)
 		}
 	}
@@ -216,8 +216,9 @@ func checkYAML(b []byte) error {
 	}
 }
 
-// checkBlob reads a blob, checking its digest and size.
-func checkBlob(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) error {
+// VerifyBlob reads the blob d names from f, streaming, and checks it
+// against d's digest and size.
+func VerifyBlob(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) error {
 	rc, err := f.Fetch(ctx, d)
 	if err != nil {
 		return err

@@ -285,33 +285,14 @@ func TestArtifactRepoInstall(t *testing.T) {
 // push and pull, and exits 0 on SIGINT.
 func TestArtifactRegistryServe(t *testing.T) {
 	home := t.TempDir()
-	cmd := exec.Command(k2Bin, "registry", "serve", "--addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "K2_HOME="+home)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	line := make([]byte, 64)
-	n, err := stdout.Read(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := strings.TrimSpace(string(line[:n]))
-	if !strings.HasPrefix(addr, "127.0.0.1:") {
-		t.Fatalf("registry serve printed %q", addr)
-	}
-	ref := addr + "/served/hello:v1"
+	reg := startK2Registry(t, home)
+	ref := reg.Addr + "/served/hello:v1"
 	mustK2(t, home, "build", "-q", "-t", ref, helloDir(t))
 	pinned := strings.TrimSpace(mustK2(t, home, "push", "-q", ref).Stdout)
 	mustK2(t, t.TempDir(), "pull", "-q", pinned)
 
-	cmd.Process.Signal(os.Interrupt)
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	go func() { done <- reg.Stop(os.Interrupt) }()
 	select {
 	case err := <-done:
 		if err != nil {

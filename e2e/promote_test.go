@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -125,10 +126,25 @@ func writeKeyPair(t *testing.T, dir, name string, ec bool) (priv, pub string) {
 	return priv, pub
 }
 
+// k2Registry is a running `k2 registry serve`.
+type k2Registry struct {
+	Addr string
+	cmd  *exec.Cmd
+	once sync.Once
+	err  error
+}
+
+// Stop sends sig and waits for the registry to exit (once).
+func (r *k2Registry) Stop(sig os.Signal) error {
+	r.cmd.Process.Signal(sig)
+	r.once.Do(func() { r.err = r.cmd.Wait() })
+	return r.err
+}
+
 // startK2Registry runs `k2 registry serve` on a free port (a registry with
-// the OCI referrers API, unlike Debian's docker-registry) and returns its
-// address; it is stopped when the test ends.
-func startK2Registry(t *testing.T, home string) string {
+// the OCI referrers API, unlike Debian's docker-registry); it is killed
+// when the test ends.
+func startK2Registry(t *testing.T, home string) *k2Registry {
 	t.Helper()
 	cmd := exec.Command(k2Bin, "registry", "serve", "--addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "K2_HOME="+home)
@@ -139,13 +155,18 @@ func startK2Registry(t *testing.T, home string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	r := &k2Registry{cmd: cmd}
+	t.Cleanup(func() { r.Stop(os.Kill) })
 	line := make([]byte, 64)
 	n, err := stdout.Read(line)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(line[:n]))
+	r.Addr = strings.TrimSpace(string(line[:n]))
+	if !strings.HasPrefix(r.Addr, "127.0.0.1:") {
+		t.Fatalf("registry serve printed %q", r.Addr)
+	}
+	return r
 }
 
 // simEnvWith creates env like simEnv, with extra `k2 env create` flags.
@@ -185,7 +206,7 @@ func TestPromoteSignRollbackDrift(t *testing.T) {
 	t.Setenv("K2_ACTOR", "e2e-tester")
 	home := t.TempDir()
 	regA := startDockerRegistry(t) // no referrers API: the tag schema
-	regB := startK2Registry(t, t.TempDir())
+	regB := startK2Registry(t, t.TempDir()).Addr
 	keys := t.TempDir()
 	priv, pub := writeKeyPair(t, keys, "release", false)
 	_, otherPub := writeKeyPair(t, keys, "other", true)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"oras.land/oras-go/v2/content"
 	"oras.land/oras-go/v2/registry"
+
+	"k2.dev/k2/artifact"
 )
 
 // Sentinels of Verify, for errors.Is.
@@ -236,25 +237,13 @@ func checkContent(ctx context.Context, f content.Fetcher, subject ocispec.Descri
 		if i > 0 {
 			name = "layer " + d.Annotations[ocispec.AnnotationTitle]
 		}
-		if err := readAll(ctx, f, d); err != nil {
+		if err := artifact.VerifyBlob(ctx, f, d); err != nil {
 			return fmt.Errorf("%s (%s): %w: %w", name, d.Digest, ErrTampered, err)
 		}
 	}
 	return nil
 }
 
-func readAll(ctx context.Context, f content.Fetcher, d ocispec.Descriptor) error {
-	rc, err := f.Fetch(ctx, d)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	vr := content.NewVerifyReader(rc, d)
-	if _, err := io.Copy(io.Discard, vr); err != nil {
-		return err
-	}
-	return vr.Verify()
-}
 
 func keyList(keys []*PublicKey) string {
 	if len(keys) == 0 {

@@ -2,15 +2,7 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"k2.dev/k2/state"
 )
@@ -31,8 +23,8 @@ type Health struct {
 
 // GetHealth checks env as `k2 status` does (last deployment succeeded,
 // every node Ready, every App Ready) and derives since when it has been
-// healthy from the cluster's own condition transition times, so no k2
-// process needs to have watched it.
+// healthy from the cluster's own Ready transition times (GetStatus's
+// ReadySince), so no k2 process needs to have watched it.
 func GetHealth(ctx context.Context, s *state.Store, home, env string, now time.Time) (*Health, error) {
 	st, err := GetStatus(ctx, s, home, env)
 	if err != nil {
@@ -43,46 +35,14 @@ func GetHealth(ctx context.Context, s *state.Store, home, env string, now time.T
 		return h, nil
 	}
 	since := st.Last.FinishedAt
-	cfg, err := clientcmd.BuildConfigFromFlags("", KubeconfigPath(home, env))
-	if err != nil {
-		return nil, err
-	}
-	cfg.Timeout = 5 * time.Second
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		h.Problems = append(h.Problems, "control plane unreachable: "+err.Error())
-		return h, nil
-	}
-	for _, n := range nodes.Items {
-		for _, c := range n.Status.Conditions {
-			if c.Type == "Ready" && c.LastTransitionTime.After(since) {
-				since = c.LastTransitionTime.Time
-			}
+	for _, n := range st.Nodes {
+		if n.ReadySince.After(since) {
+			since = n.ReadySince
 		}
 	}
-	dc, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, err
-	}
-	apps, err := dc.Resource(schema.GroupVersionResource{Group: "k2.dev", Version: "v1", Resource: "apps"}).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		h.Problems = append(h.Problems, "listing apps: "+err.Error())
-		return h, nil
-	}
-	for _, a := range apps.Items {
-		conds, _, _ := unstructured.NestedSlice(a.Object, "status", "conditions")
-		for _, c := range conds {
-			m, _ := c.(map[string]any)
-			if m["type"] != "Ready" {
-				continue
-			}
-			if t, err := time.Parse(time.RFC3339, fmt.Sprint(m["lastTransitionTime"])); err == nil && t.After(since) {
-				since = t
-			}
+	for _, a := range st.Apps {
+		if a.ReadySince.After(since) {
+			since = a.ReadySince
 		}
 	}
 	h.Healthy, h.Since = true, since

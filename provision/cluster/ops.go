@@ -108,6 +108,9 @@ type NodeStatus struct {
 	// wanted (the agent's k2.dev/runtime-reason annotation).
 	RuntimeReason string `json:"runtimeReason,omitempty"`
 	Pool          string `json:"pool,omitempty"`
+	// ReadySince is when its Ready condition last changed (to true, when
+	// Ready).
+	ReadySince time.Time `json:"readySince,omitzero"`
 }
 
 // AppStatus is one App of the cluster.
@@ -117,6 +120,8 @@ type AppStatus struct {
 	Ready     bool   `json:"ready"`
 	Replicas  string `json:"replicas,omitempty"`
 	URL       string `json:"url,omitempty"`
+	// ReadySince is when its Ready condition last changed.
+	ReadySince time.Time `json:"readySince,omitzero"`
 }
 
 // GetStatus gathers env's state: records from the store and, when the
@@ -159,6 +164,11 @@ func GetStatus(ctx context.Context, s *state.Store, home, env string) (*Status, 
 	for _, n := range nodes.Items {
 		ns := NodeStatus{Name: n.Name, Ready: nodeReady(&n), Runtime: n.Labels["k2.dev/runtime"], Pool: n.Labels["k2.dev/pool"],
 			RuntimeReason: n.Annotations["k2.dev/runtime-reason"]}
+		for _, c := range n.Status.Conditions {
+			if c.Type == "Ready" {
+				ns.ReadySince = c.LastTransitionTime.Time
+			}
+		}
 		if !ns.Ready {
 			st.Problems = append(st.Problems, "node "+n.Name+" not ready")
 		}
@@ -188,8 +198,12 @@ func appStatus(a *unstructured.Unstructured) AppStatus {
 	conds, _, _ := unstructured.NestedSlice(a.Object, "status", "conditions")
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
-		if m["type"] == "Ready" && m["status"] == "True" {
-			as.Ready = true
+		if m["type"] != "Ready" {
+			continue
+		}
+		as.Ready = m["status"] == "True"
+		if t, err := time.Parse(time.RFC3339, fmt.Sprint(m["lastTransitionTime"])); err == nil {
+			as.ReadySince = t
 		}
 	}
 	as.Replicas, _, _ = unstructured.NestedString(a.Object, "status", "replicas")
