@@ -244,7 +244,6 @@ func checkContent(ctx context.Context, f content.Fetcher, subject ocispec.Descri
 	return nil
 }
 
-
 func keyList(keys []*PublicKey) string {
 	if len(keys) == 0 {
 		return "any key (none given)"
