@@ -209,6 +209,9 @@ func (b *builder) settings() error {
 		}
 		b.cfg.Labels[l.Key] = l.Value
 	}
+	if o := b.f.OS; o != nil {
+		b.cfg.OS = &OSSpec{Name: o.Name, Version: o.Version}
+	}
 	for _, m := range b.f.Machines {
 		spec := MachineSpec{Pool: m.Pool, Count: m.Count, CPU: m.CPU, Memory: m.Memory, Disk: m.Disk, Arch: m.Arch}
 		replaced := false

@@ -122,7 +122,7 @@ func TestBuildReproducible(t *testing.T) {
 // TestBuiltinBaseDigest pins the built-in base's digest: it must not change
 // unless its embedded content or the packing code changes on purpose.
 func TestBuiltinBaseDigest(t *testing.T) {
-	const want = "sha256:5ffb9d7eb28d7d8e163f38bee05a52c601935e7413d3a6b3a97450f3db087fb7"
+	const want = "sha256:e838f4289fd1b636fe70999060d871d0a9c7a98126182fd69378b00b0ef22c43"
 	d1, err := artifact.EnsureBuiltin(context.Background(), newStore(t), "k2/base:v1.37")
 	if err != nil {
 		t.Fatal(err)

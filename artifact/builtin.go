@@ -64,6 +64,7 @@ func EnsureBuiltin(ctx context.Context, s *Store, ref string) (ocispec.Descripto
 		},
 		Layers:   []k8sfile.Layer{&k8sfile.Add{Path: "k2-system", Name: "k2-system"}},
 		Machines: []k8sfile.MachinePool{{Pool: "control-plane", Count: "1"}},
+		OS:       &k8sfile.OS{Name: k8sfile.OSK2},
 	}
 	b := &builder{f: f, opts: BuildOptions{Store: s, Context: sub, Ref: ref}, log: slog.New(slog.DiscardHandler), blobs: s.oci}
 	res, err := b.build(ctx, &Config{Kubernetes: bb.kubernetes})

@@ -3,6 +3,8 @@ package artifact
 import (
 	"encoding/json"
 	"fmt"
+
+	"k2.dev/k2/artifact/k8sfile"
 )
 
 // ConfigVersion is the version of the config schema written by this k2.
@@ -35,10 +37,29 @@ type Config struct {
 	// Labels are the LABEL pairs (inherited and own); they are also the
 	// manifest's annotations.
 	Labels map[string]string `json:"labels,omitempty"`
+	// OS is the operating system the machines boot (the OS instruction,
+	// else the base's); nil means k2 OS (artifacts built before OS).
+	OS *OSSpec `json:"os,omitempty"`
 	// Images are the container images the workloads reference, sorted by
 	// normalised reference; vendored ones have an Archive, stored as
 	// manifest layers after the Layers ones (see vendor.go).
 	Images []ImageRef `json:"images,omitempty"`
+}
+
+// OSSpec is the OS instruction: k2 (k2 OS, docs/os.md) or talos with a
+// version.
+type OSSpec struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+// OSName is the OS the artifact's machines boot: "k2" unless it says
+// otherwise.
+func (c *Config) OSName() string {
+	if c == nil || c.OS == nil {
+		return k8sfile.OSK2
+	}
+	return c.OS.Name
 }
 
 // ArgSpec is an ARG. Default is nil for a required argument.

@@ -40,6 +40,7 @@ func (b *builder) from(ctx context.Context) error {
 	b.cfg.Kubernetes = base.Kubernetes
 	b.cfg.Args = base.Args
 	b.cfg.Machines = base.Machines
+	b.cfg.OS = base.OS
 	b.cfg.Apps = base.Apps
 	b.cfg.AllowBeta = base.AllowBeta
 	b.cfg.Labels = base.Labels

@@ -11,6 +11,7 @@ type Summary struct {
 	ArtifactType string            `json:"artifactType"`
 	Size         int64             `json:"size"` // manifest + config + layers, bytes
 	Kubernetes   string            `json:"kubernetes,omitempty"`
+	OS           OSSpec            `json:"os"`
 	AllowBeta    bool              `json:"allowBeta"`
 	Args         []ArgSpec         `json:"args"`
 	Machines     []MachineSpec     `json:"machines"`
@@ -68,9 +69,12 @@ func (a *Artifact) Summarize() Summary {
 	s := Summary{
 		Ref: a.Ref, Digest: a.Descriptor.Digest.String(), ArtifactType: a.Manifest.ArtifactType,
 		Size:       a.Descriptor.Size + a.Manifest.Config.Size,
-		Kubernetes: c.Kubernetes, AllowBeta: c.AllowBeta,
+		Kubernetes: c.Kubernetes, AllowBeta: c.AllowBeta, OS: OSSpec{Name: c.OSName()},
 		Args: nonNil(c.Args), Machines: nonNil(c.Machines), Apps: nonNil(c.Apps), Base: nonNil(c.Base),
 		Labels: c.Labels, Charts: []ChartSummary{}, Layers: []LayerSummary{},
+	}
+	if c.OS != nil {
+		s.OS = *c.OS
 	}
 	kinds := map[[2]string]int{}
 	for i, l := range c.Layers {

@@ -100,5 +100,6 @@ func view(f *k8sfile.File) any {
 		Labels   []k8sfile.Label
 		Layers   []layerView
 		Machines []k8sfile.MachinePool
-	}{f.Name, f.From, f.Args, f.Labels, layers, f.Machines}
+		OS       *k8sfile.OS `json:",omitempty"`
+	}{f.Name, f.From, f.Args, f.Labels, layers, f.Machines, f.OS}
 }

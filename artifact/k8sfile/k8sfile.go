@@ -26,6 +26,7 @@ type File struct {
 	Labels   []Label       // in order; a later key overrides an earlier one
 	Layers   []Layer       // ADD, INSTALL and APP in file order
 	Machines []MachinePool // one per pool; a pool may be named once
+	OS       *OS           // nil: not given (the base's, else k2)
 }
 
 // From is the FROM instruction: "scratch" or an artifact reference.

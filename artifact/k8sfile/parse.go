@@ -123,7 +123,7 @@ const (
 	kwMachines = "MACHINES"
 )
 
-var keywords = []string{kwFrom, kwArg, kwLabel, kwAdd, kwInstall, kwApp, kwMachines}
+var keywords = []string{kwFrom, kwArg, kwLabel, kwAdd, kwInstall, kwApp, kwMachines, kwOS}
 
 // dockerHints answers Dockerfile habits.
 var dockerHints = map[string]string{
@@ -187,6 +187,8 @@ func (p *parser) parse(nodes []node) {
 			p.app(n)
 		case kwMachines:
 			p.machines(n)
+		case kwOS:
+			p.os(n)
 		default:
 			p.unknown(n)
 		}

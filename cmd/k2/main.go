@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"k2.dev/k2/cmd/k2/cli"
 	"k2.dev/k2/internal/usererr"
@@ -21,7 +22,9 @@ func main() {
 		// leftovers as arguments. k2 init handles its own signals.
 		err := cli.Execute(context.Background(), []string{"init"})
 		fmt.Fprintln(os.Stderr, "k2 init:", err)
-		select {} // PID 1 must not exit: the kernel would panic
+		for { // PID 1 must not exit: the kernel would panic
+			time.Sleep(time.Hour)
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Execute(ctx, args)

@@ -13,48 +13,78 @@ import (
 	"time"
 )
 
-// The API is HTTP on a unix socket only root can open:
+// apiServer is the API, HTTP on a unix socket only root can open:
 //
 //	GET  /status    Status as JSON
 //	POST /poweroff  stop the children, sync, power off (as PID 1)
 //	POST /reboot    stop the children, sync, reboot (as PID 1)
 //	POST /stop      stop the children; k2 init exits (not PID 1)
 //
-// `k2 init status|poweroff|reboot` are its client.
-func (r *runner) serveAPI(ctx context.Context) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(r.o.Socket), 0o700); err != nil {
-		return nil, err
+// `k2 init status|poweroff|reboot|stop` are its client. A socket that
+// cannot be made is a warning, not a failure: k2 init runs without its API.
+type apiServer struct {
+	r   *runner
+	ln  net.Listener
+	srv *http.Server
+}
+
+func (a *apiServer) Name() string { return "api" }
+
+func (a *apiServer) Init(context.Context) error {
+	sock := a.r.o.Socket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o700); err != nil {
+		a.r.log.Warn("the k2 init API is not available", "socket", sock, "err", err)
+		return nil
 	}
-	os.Remove(r.o.Socket)
-	ln, err := net.Listen("unix", r.o.Socket)
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
-		return nil, err
+		a.r.log.Warn("the k2 init API is not available", "socket", sock, "err", err)
+		return nil
 	}
-	os.Chmod(r.o.Socket, 0o600)
+	os.Chmod(sock, 0o600)
+	a.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(r.status())
+		json.NewEncoder(w).Encode(a.r.status())
 	})
 	mux.HandleFunc("POST /{action}", func(w http.ResponseWriter, req *http.Request) {
-		a, err := parseAction(req.PathValue("action"))
+		act, err := parseAction(req.PathValue("action"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusNotFound)
 			return
 		}
-		if r.mach == nil && a != ActionStop {
+		if a.r.mach == nil && act != ActionStop {
 			// Not PID 1: k2 init cannot power this machine off; it stops.
-			a = ActionStop
+			act = ActionStop
 		}
-		r.requestShutdown(a)
-		fmt.Fprintf(w, "%s requested\n", a)
+		a.r.requestShutdown(act)
+		fmt.Fprintf(w, "%s requested\n", act)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	// The listener outlives runCtx: a status request during shutdown is
-	// still answered; the caller closes it when Run returns.
-	_ = ctx
-	return func() { srv.Close(); os.Remove(r.o.Socket) }, nil
+	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+func (a *apiServer) Start(context.Context) error { return nil }
+
+func (a *apiServer) Run(context.Context) error {
+	if a.srv == nil {
+		return nil
+	}
+	if err := a.srv.Serve(a.ln); err != http.ErrServerClosed {
+		return err
+	}
+	return nil
+}
+
+func (a *apiServer) Stop(context.Context) error {
+	if a.srv == nil {
+		return nil
+	}
+	a.srv.Close()
+	os.Remove(a.r.o.Socket)
+	return nil
 }
 
 // apiClient talks to a running k2 init's socket.

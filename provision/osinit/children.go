@@ -47,6 +47,9 @@ func (r *runner) serverProcess(cfg *machineconfig.Config) (*process, error) {
 	if cp.ClusterCIDR != "" {
 		argv = append(argv, "--cluster-cidr", cp.ClusterCIDR)
 	}
+	if a := r.machineAddress(); a != "" {
+		argv = append(argv, "--advertise-address", a)
+	}
 	caPEM, err := cfg.CACert()
 	if err != nil {
 		return nil, err
@@ -77,6 +80,9 @@ func (r *runner) agentProcess(cfg *machineconfig.Config) *process {
 	if cfg.NodeName != "" {
 		argv = append(argv, "--node-name", cfg.NodeName)
 	}
+	if a := r.machineAddress(); a != "" {
+		argv = append(argv, "--node-ip", a)
+	}
 	if len(cfg.Labels) > 0 {
 		var kv []string
 		for k, v := range cfg.Labels {
@@ -89,6 +95,15 @@ func (r *runner) agentProcess(cfg *machineconfig.Config) *process {
 		name: "agent", argv: argv, console: r.console, log: r.log, reaper: r.reaper,
 		env: []string{"K2_AGENT_TOKEN=" + cfg.Token}, // not argv: ps shows argv
 	}
+}
+
+// machineAddress is k2 OS's address for the cluster; "" when k2 init is
+// not PID 1 (the children find their own, or K2_MACHINE_ADDRESS names it).
+func (r *runner) machineAddress() string {
+	if r.mach == nil || r.mach.net == nil {
+		return ""
+	}
+	return r.mach.net.primaryAddress()
 }
 
 // waitReadyz polls the server's /readyz, verifying it with the cluster CA.

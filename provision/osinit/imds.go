@@ -31,6 +31,9 @@ type IMDSSource struct {
 	SysRoot string
 	// Timeout per attempt; default 5 s.
 	Timeout time.Duration
+	// Ready, if set, is called before the first request (k2 init waits
+	// for the network there); its error is the fetch's.
+	Ready func(context.Context) error
 }
 
 // Name names the source in messages.
@@ -56,6 +59,11 @@ func (s *IMDSSource) Fetch(ctx context.Context) ([]byte, error) {
 		}
 		if !onEC2(s.SysRoot) {
 			return nil, fmt.Errorf("not an EC2 instance: %w", ErrNoConfig)
+		}
+	}
+	if s.Ready != nil {
+		if err := s.Ready(ctx); err != nil {
+			return nil, err
 		}
 	}
 	timeout := s.Timeout

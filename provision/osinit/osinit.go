@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"k2.dev/k2/internal/component"
 	"k2.dev/k2/provision/machineconfig"
 )
 
@@ -115,33 +116,47 @@ func Run(ctx context.Context, o Options) error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &runner{o: o, log: o.Logger, console: &console{w: o.Console}, reaper: newReaper(), shutdown: make(chan struct{})}
-	reapCtx, stopReaper := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopReaper()
-	go r.reaper.run(reapCtx)
 	if o.Machine {
 		r.mach = newMachine(r)
-		if err := r.mach.early(ctx); err != nil {
-			r.log.Error("setting the machine up", "err", err)
+		if err := r.mach.prepareRoot(); err != nil {
+			r.log.Error("preparing the root file system", "err", err)
 		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	go func() {
+	// The base: what runs before and beside the children, from the config
+	// search to the shutdown (internal/component's manager, as the control
+	// plane and the node use it).
+	base := component.NewManager(r.log, component.Func("reaper", r.reaper.run))
+	if r.mach != nil {
+		base.Add(r.mach.components()...)
+	}
+	base.Add(component.Func("shutdown", func(ctx context.Context) error {
 		select {
 		case <-r.shutdown:
 			cancel()
-		case <-runCtx.Done():
+		case <-ctx.Done():
 		}
-	}()
-	stopAPI, err := r.serveAPI(runCtx)
-	if err != nil {
-		r.log.Warn("the k2 init API is not available", "socket", o.Socket, "err", err)
-	} else {
-		defer stopAPI()
+		return nil
+	}), &apiServer{r: r})
+	if err := base.Start(ctx); err != nil {
+		if !o.Machine {
+			return err
+		}
+		r.log.Error("setting the machine up", "err", err)
 	}
-	err = r.run(runCtx)
+	err := r.run(runCtx)
+	if o.Machine && err != nil && r.requested() == "" {
+		r.log.Error("k2 init cannot go on: "+err.Error()+"; press the power button or run 'k2 init poweroff' (a shell: /bin/sh on the console)", "err", err)
+		<-r.shutdown
+	}
+	stopCtx, stop := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer stop()
+	if serr := base.Stop(stopCtx); serr != nil {
+		r.log.Warn("stopping", "err", serr)
+	}
 	if o.Machine {
-		r.mach.finish(r.actionOr(ActionPowerOff), err) // does not return
+		r.mach.finish(r.actionOr(ActionPowerOff)) // does not return
 	}
 	if err != nil && runCtx.Err() != nil {
 		return nil // stopped while starting
@@ -150,39 +165,41 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // run finds the config, sets the machine up for it and supervises the
-// children until ctx ends.
+// children until ctx ends: the workload manager holds the config's
+// machine settings and data disk (as PID 1), then the server and agent.
 func (r *runner) run(ctx context.Context) error {
 	cfg, err := r.findConfig(ctx)
 	if err != nil {
 		return err
 	}
-	if r.mach != nil {
-		if err := r.mach.configure(ctx, cfg); err != nil {
-			return err
-		}
-	}
 	procs, err := r.children(cfg)
 	if err != nil {
 		return err
 	}
-	m := &manager{log: r.log}
+	w := component.NewManager(r.log)
+	if r.mach != nil {
+		w.Add(&machineSettings{m: r.mach, cfg: cfg})
+		if cfg.DataDisk != nil {
+			w.Add(&dataDisk{m: r.mach, cfg: cfg.DataDisk, dir: r.o.DataDir})
+		}
+	}
 	for _, p := range procs {
-		m.add(p)
+		w.Add(p)
 	}
 	r.mu.Lock()
 	r.procs = procs
 	r.mu.Unlock()
 	r.setPhase("starting")
-	err = m.start(ctx)
+	err = w.Start(ctx)
 	if err == nil {
 		r.setPhase("running")
 		fmt.Fprintf(r.console, "k2 init: %s running (%s)\n", describeRole(cfg), strings.Join(names(procs), ", "))
-		<-ctx.Done()
+		err = w.Wait(ctx)
 	}
 	r.setPhase("stopping")
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Minute)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
-	if serr := m.stop(stopCtx); serr != nil {
+	if serr := w.Stop(stopCtx); serr != nil {
 		r.log.Error("stopping", "err", serr)
 	}
 	r.setPhase("stopped")
@@ -205,11 +222,13 @@ func (r *runner) sources() []Source {
 	if imds == "" {
 		imds = cmdline[CmdlineIMDS]
 	}
-	return []Source{
-		&CmdlineSource{Cmdline: cmdline},
-		&CIDataSource{},
-		&IMDSSource{Endpoint: imds},
+	cs, is := &CmdlineSource{Cmdline: cmdline}, &IMDSSource{Endpoint: imds}
+	if r.mach != nil {
+		// As PID 1 the network comes up beside the search: the sources
+		// that need it wait for an address (bounded) once they apply.
+		cs.Ready, is.Ready = r.mach.waitNetworkFor, r.mach.waitNetworkFor
 	}
+	return []Source{cs, &CIDataSource{}, is}
 }
 
 // findConfig searches the sources until one holds a valid config, saying on
@@ -219,9 +238,6 @@ func (r *runner) findConfig(ctx context.Context) (*machineconfig.Config, error) 
 	wait := r.o.RetryInterval
 	sources := r.sources()
 	for {
-		if r.mach != nil {
-			r.mach.waitNetworkFor(ctx, sources)
-		}
 		b, src, err := Find(ctx, sources)
 		var cfg *machineconfig.Config
 		if err == nil {
@@ -273,6 +289,13 @@ func (r *runner) requestShutdown(action string) {
 	r.action = action
 	r.log.Info("shutdown requested", "action", action)
 	close(r.shutdown)
+}
+
+// requested is the shutdown action asked for, or "".
+func (r *runner) requested() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.action
 }
 
 func (r *runner) actionOr(def string) string {

@@ -12,12 +12,16 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k2.dev/k2/internal/component"
 )
 
-// process is a supervised child (k2 server, k2 agent): Start runs it and
-// restarts it whenever it exits, with a growing delay; Stop sends SIGTERM,
-// waits for a clean exit and kills its process group after StopTimeout.
-// Its output goes to the console, each line prefixed with its name.
+// process is a supervised child (k2 server, k2 agent), a component:
+// Start runs it, Run restarts it whenever it exits (after 2 s, doubling to
+// 30 s, back to 2 s after two minutes of running) and, once the component
+// is stopped, sends it SIGTERM, waits for a clean exit and kills its
+// process group after stopTimeout. Its output goes to the console, each
+// line prefixed with its name.
 type process struct {
 	name    string
 	argv    []string
@@ -30,19 +34,25 @@ type process struct {
 	stopTimeout time.Duration
 	// ready, if set, is Ready: it waits until the process serves.
 	ready func(ctx context.Context) error
-	// minBackoff is the first restart delay (default 2 s, doubled up to 30 s).
+	// minBackoff is the first restart delay (default 2 s).
 	minBackoff time.Duration
 
 	mu       sync.Mutex
 	cur      *os.Process
-	stopping bool
-	stopCh   chan struct{}
-	done     chan struct{}
+	exited   <-chan syscall.WaitStatus // the current child's exit
+	since    time.Time                 // when it started
+	running  bool                      // Run was started
+	done     chan struct{}             // closed when Run returns
 	restarts int
 	lastExit string
 }
 
-var _ component = (*process)(nil)
+var (
+	_ component.Component  = (*process)(nil)
+	_ component.Runner     = (*process)(nil)
+	_ component.Readier    = (*process)(nil)
+	_ component.StopWaiter = (*process)(nil)
+)
 
 func (p *process) Name() string { return p.name }
 
@@ -56,14 +66,18 @@ func (p *process) Init(context.Context) error {
 	if p.minBackoff == 0 {
 		p.minBackoff = 2 * time.Second
 	}
+	p.done = make(chan struct{})
 	return nil
 }
 
 func (p *process) Start(context.Context) error {
-	p.stopCh, p.done = make(chan struct{}), make(chan struct{})
-	started := make(chan error, 1)
-	go p.supervise(started)
-	return <-started
+	if err := p.spawn(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.running = true
+	p.mu.Unlock()
+	return nil
 }
 
 func (p *process) Ready(ctx context.Context) error {
@@ -73,101 +87,109 @@ func (p *process) Ready(ctx context.Context) error {
 	return p.ready(ctx)
 }
 
-// supervise runs the process until Stop; the first start's error goes to
-// started.
-func (p *process) supervise(started chan<- error) {
+func (p *process) StopTimeout() time.Duration { return p.stopTimeout + 10*time.Second }
+
+// Run restarts the process whenever it exits, until ctx ends; then it
+// stops it.
+func (p *process) Run(ctx context.Context) error {
 	defer close(p.done)
 	backoff := p.minBackoff
-	for first := true; ; first = false {
-		t0 := time.Now()
-		exited, err := p.spawn()
-		if first {
-			started <- err
-			if err != nil {
-				return
+	for {
+		p.mu.Lock()
+		exited, since := p.exited, p.since
+		p.mu.Unlock()
+		var ws syscall.WaitStatus
+		if exited != nil {
+			select {
+			case <-ctx.Done():
+				p.terminate(exited)
+				return nil
+			case ws = <-exited:
 			}
-		}
-		if err != nil {
-			p.log.Error("restarting failed", "process", p.name, "err", err)
-		} else {
-			ws := <-exited
 			p.mu.Lock()
 			p.cur.Release()
-			p.cur, p.lastExit = nil, describeExit(ws)
-			stopping := p.stopping
+			p.cur, p.exited, p.lastExit = nil, nil, describeExit(ws)
 			p.mu.Unlock()
-			if stopping {
-				p.log.Info("process stopped", "process", p.name, "exit", describeExit(ws))
-				return
-			}
-			if time.Since(t0) > 2*time.Minute {
+			if time.Since(since) > 2*time.Minute {
 				backoff = p.minBackoff // it ran well for a while
 			}
 			p.log.Warn("process exited; restarting", "process", p.name, "exit", describeExit(ws), "in", backoff)
 		}
 		select {
-		case <-p.stopCh:
-			return
+		case <-ctx.Done():
+			return nil
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 30*time.Second)
 		p.mu.Lock()
 		p.restarts++
 		p.mu.Unlock()
+		if err := p.spawn(); err != nil {
+			p.log.Error("restarting failed", "process", p.name, "err", err)
+		}
 	}
 }
 
-func (p *process) spawn() (<-chan syscall.WaitStatus, error) {
+// terminate sends SIGTERM, waits stopTimeout for the exit, then kills the
+// process group.
+func (p *process) terminate(exited <-chan syscall.WaitStatus) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.stopping {
-		return nil, fmt.Errorf("stopping")
+	cur := p.cur
+	p.mu.Unlock()
+	cur.Signal(syscall.SIGTERM)
+	var ws syscall.WaitStatus
+	select {
+	case ws = <-exited:
+	case <-time.After(p.stopTimeout):
+		p.log.Error("process did not stop in time; killing it", "process", p.name, "after", p.stopTimeout)
+		syscall.Kill(-cur.Pid, syscall.SIGKILL)
+		ws = <-exited
 	}
+	p.mu.Lock()
+	cur.Release()
+	p.cur, p.exited, p.lastExit = nil, nil, describeExit(ws)
+	p.mu.Unlock()
+	p.log.Info("process stopped", "process", p.name, "exit", describeExit(ws))
+}
+
+func (p *process) spawn() error {
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Env = append(os.Environ(), p.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = pw, pw
 	exited, err := p.reaper.start(cmd)
 	pw.Close()
 	if err != nil {
 		pr.Close()
-		return nil, err
+		return err
 	}
-	go p.console.copyLines(p.name, pr)
-	p.cur = cmd.Process
+	go p.console.copyLines(p.name, pr) // ends at the child's exit (EOF)
+	p.mu.Lock()
+	p.cur, p.exited, p.since = cmd.Process, exited, time.Now()
+	p.mu.Unlock()
 	p.log.Info("process started", "process", p.name, "pid", cmd.Process.Pid)
-	return exited, nil
+	return nil
 }
 
+// Stop waits for Run to have stopped the process (the Manager ended Run's
+// context first).
 func (p *process) Stop(ctx context.Context) error {
 	p.mu.Lock()
-	if p.stopping {
-		p.mu.Unlock()
-		<-p.done
-		return nil
-	}
-	p.stopping = true
-	close(p.stopCh)
-	cur := p.cur
+	running := p.running
 	p.mu.Unlock()
-	if cur == nil {
-		<-p.done
+	if !running {
 		return nil
 	}
-	cur.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 		return nil
-	case <-time.After(p.stopTimeout):
 	case <-ctx.Done():
+		return ctx.Err()
 	}
-	syscall.Kill(-cur.Pid, syscall.SIGKILL)
-	<-p.done
-	return fmt.Errorf("%s did not stop within %s; killed it", p.name, p.stopTimeout)
 }
 
 // status is what `k2 init status` shows of a process.

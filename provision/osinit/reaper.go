@@ -27,7 +27,7 @@ func newReaper() *reaper {
 }
 
 // run reaps until ctx ends, on SIGCHLD and every second as a backstop.
-func (r *reaper) run(ctx context.Context) {
+func (r *reaper) run(ctx context.Context) error {
 	ch := make(chan os.Signal, 8)
 	signal.Notify(ch, syscall.SIGCHLD)
 	defer signal.Stop(ch)
@@ -37,7 +37,7 @@ func (r *reaper) run(ctx context.Context) {
 		r.reap()
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-ch:
 		case <-tick.C:
 		}

@@ -82,6 +82,9 @@ func ReadCmdline(path string) Cmdline {
 type CmdlineSource struct {
 	Cmdline Cmdline
 	Client  *http.Client
+	// Ready, if set, is called before the fetch (k2 init waits for the
+	// network there); its error is the fetch's.
+	Ready func(context.Context) error
 }
 
 // Name names the source in messages.
@@ -92,6 +95,11 @@ func (s *CmdlineSource) Fetch(ctx context.Context) ([]byte, error) {
 	u, ok := s.Cmdline[CmdlineConfig]
 	if !ok || u == "" {
 		return nil, fmt.Errorf("no %s= parameter: %w", CmdlineConfig, ErrNoConfig)
+	}
+	if s.Ready != nil {
+		if err := s.Ready(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return fetchURL(ctx, s.Client, u)
 }

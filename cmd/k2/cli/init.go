@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -71,6 +72,10 @@ The machine config format: docs/os.md ('k2 os config check FILE' validates one).
 // runInit runs k2 init; as PID 1 it never returns.
 func runInit(cmd *cobra.Command, g *globals, f initFlags, pid1 bool) error {
 	self, err := os.Executable()
+	if err != nil && pid1 {
+		// Before /proc is mounted: /init is a link to the k2 binary.
+		self, err = filepath.EvalSymlinks("/init")
+	}
 	if err != nil {
 		return err
 	}

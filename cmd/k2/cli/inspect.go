@@ -80,6 +80,11 @@ func printSummary(w io.Writer, s artifact.Summary) error {
 	p("Ref:         %s\n", s.Ref)
 	p("Digest:      %s\n", s.Digest)
 	p("Kubernetes:  %s\n", orNone(s.Kubernetes))
+	if s.OS.Version != "" {
+		p("OS:          %s %s\n", s.OS.Name, s.OS.Version)
+	} else {
+		p("OS:          %s\n", s.OS.Name)
+	}
 	p("Size:        %s (%d layers)\n", output.Bytes(s.Size), len(s.Layers))
 	if s.AllowBeta {
 		p("Allow beta:  yes (alpha/beta API versions were allowed at build)\n")
