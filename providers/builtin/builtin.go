@@ -7,13 +7,15 @@ import (
 	"sort"
 
 	"k2.dev/k2/providers/aws"
+	"k2.dev/k2/providers/libvirt"
 	"k2.dev/k2/providers/local"
 	"k2.dev/k2/providers/sdk"
 )
 
 var providers = map[string]func() sdk.Provider{
-	"local": local.New,
-	"aws":   aws.New,
+	"local":   local.New,
+	"aws":     aws.New,
+	"libvirt": libvirt.New,
 }
 
 // Names returns the built-in providers' names, sorted.

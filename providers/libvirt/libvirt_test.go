@@ -1,0 +1,185 @@
+package libvirt_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
+
+	"k2.dev/k2/internal/libvirttest"
+	"k2.dev/k2/providers/libvirt"
+	"k2.dev/k2/providers/providertest"
+	"k2.dev/k2/providers/sdk"
+)
+
+// fakeImage writes a stand-in k2 OS image directory (k2os.json, a kernel
+// and an initramfs of a few bytes) for drivers that boot nothing.
+func fakeImage(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{"vmlinuz": "kernel bytes", "initramfs.cpio.zst": "initramfs bytes"}
+	entry := func(name string) map[string]any {
+		h := sha256.Sum256([]byte(files[name]))
+		return map[string]any{"file": name, "size": len(files[name]), "sha256": hex.EncodeToString(h[:])}
+	}
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := json.Marshal(map[string]any{"version": 1, "arch": "amd64", "cmdline": "console=ttyS0,115200n8",
+		"kernel": entry("vmlinuz"), "initramfs": entry("initramfs.cpio.zst")})
+	if err := os.WriteFile(filepath.Join(dir, "k2os.json"), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// testDriver starts a private libvirtd and returns the URI of its test
+// driver. The test driver's state lives while a connection to it is open
+// (and is reset when the last one closes), so one connection stays open
+// for the test's length: the provider opens one per call, as it must.
+func testDriver(t *testing.T) (*libvirttest.Daemon, string) {
+	t.Helper()
+	d := libvirttest.Start(t)
+	uri := d.URI("test")
+	u, _ := url.Parse(uri)
+	keep, err := golibvirt.ConnectToURI(u)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", uri, err)
+	}
+	t.Cleanup(func() { keep.Disconnect() })
+	return d, uri
+}
+
+func config(t testing.TB, settings map[string]any) sdk.Config {
+	b, err := json.Marshal(settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestConformance runs the provider contract against libvirt's test
+// driver, through a real libvirtd.
+func TestConformance(t *testing.T) {
+	_, uri := testDriver(t)
+	img := fakeImage(t)
+	providertest.Run(t, libvirt.New, providertest.WithConfig(func(t *testing.T) sdk.Config {
+		return config(t, map[string]any{"uri": uri, "image": img, "poll_interval": "50ms"})
+	}))
+}
+
+func create(t *testing.T, p sdk.Provider, req *sdk.CreateRequest) *sdk.CreateResponse {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := p.Create(ctx, req)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if resp.Diagnostics.HasErrors() {
+		t.Fatalf("Create: %v", resp.Diagnostics.Err())
+	}
+	return resp
+}
+
+func workerRequest(reqID, env, name string, cfg sdk.Config) *sdk.CreateRequest {
+	return &sdk.CreateRequest{RequestID: reqID, Config: cfg,
+		Machines: []sdk.MachineRequest{{Name: name, Role: "worker", Pool: "worker", CPU: 1, MemoryBytes: 1 << 30, DiskBytes: 5 << 30,
+			Labels: map[string]string{sdk.LabelEnvironment: env, "k2.dev/pool": "worker"}}},
+		Bootstrap: sdk.Bootstrap{Method: sdk.BootstrapUserData, UserData: []byte("apiVersion: machine.k2.dev/v1\n")}}
+}
+
+// TestWhatItMakes checks, through virsh (a client nobody here wrote),
+// what one environment's machines consist of on the test driver: a
+// labelled domain with direct kernel boot, its volumes, the shared image
+// volumes, the environment's NAT network; and that Delete of the last
+// machine removes all of it.
+func TestWhatItMakes(t *testing.T) {
+	d, uri := testDriver(t)
+	cfg := config(t, map[string]any{"uri": uri, "image": fakeImage(t), "poll_interval": "50ms"})
+	p := providertest.Connect(t, libvirt.New)
+	var progress []string
+	req := workerRequest("req-1", "dev", "dev-worker-0", cfg)
+	req.OnProgress = func(pr sdk.Progress) { progress = append(progress, pr.Machine+": "+pr.Message) }
+	resp := create(t, p, req)
+	m := resp.Machines[0]
+	if m.Name != "dev-worker-0" || m.RequestID != "req-1" || len(m.Addresses) == 0 || m.State != sdk.StateRunning || m.CPU != 1 || m.MemoryBytes != 1<<30 {
+		t.Errorf("machine: %+v", m)
+	}
+	all := strings.Join(progress, "\n")
+	for _, want := range []string{"defining domain dev-worker-0 (1 CPU, 1Gi memory, 5Gi disk, qemu) on network k2-dev", "network k2-dev: NAT on 192.168.",
+		"image vmlinuz", "image initramfs", "booting dev-worker-0", "waiting for it to join"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("progress lacks %q:\n%s", want, all)
+		}
+	}
+	x, err := d.Virsh("test", "dumpxml", "dev-worker-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"<environment>dev</environment>", "<request-id>req-1</request-id>", "https://k2.dev/libvirt/v1",
+		"/var/lib/libvirt/images/k2os-vmlinuz-", "/var/lib/libvirt/images/k2os-initramfs-", "<cmdline>console=ttyS0,115200n8</cmdline>",
+		"k2-dev-worker-0-data", "k2-dev-worker-0-cidata", "k2-dev-worker-0-console.log", "network='k2-dev'"} {
+		if !strings.Contains(x, want) {
+			t.Errorf("domain XML lacks %q:\n%s", want, x)
+		}
+	}
+	vols, _ := d.Virsh("test", "vol-list", "default")
+	for _, want := range []string{"k2-dev-worker-0-data", "k2-dev-worker-0-cidata", "k2-dev-worker-0-console.log", "k2os-vmlinuz-", "k2os-initramfs-"} {
+		if !strings.Contains(vols, want) {
+			t.Errorf("pool default lacks %s:\n%s", want, vols)
+		}
+	}
+	nx, err := d.Virsh("test", "net-dumpxml", "k2-dev")
+	if err != nil || !strings.Contains(nx, "<forward mode='nat'/>") || !strings.Contains(nx, "<environment>dev</environment>") {
+		t.Errorf("network k2-dev: %v\n%s", err, nx)
+	}
+
+	// A second machine of the environment shares the network and the image.
+	create(t, p, workerRequest("req-2", "dev", "dev-worker-1", cfg))
+	// Another request's machine of the same name is refused.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	other, err := p.Create(ctx, workerRequest("req-other", "dev", "dev-worker-0", cfg))
+	if err != nil || !other.Diagnostics.HasErrors() || !strings.Contains(other.Diagnostics.Err().Error(), "belongs to request req-1") {
+		t.Errorf("a name owned by another request: %v %v", err, other.Diagnostics)
+	}
+
+	del := func(id string) {
+		r, err := p.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: []string{id}})
+		if err != nil || r.Diagnostics.HasErrors() {
+			t.Fatalf("Delete: %v %v", err, r.Diagnostics)
+		}
+	}
+	del(m.ID)
+	if _, err := d.Virsh("test", "net-info", "k2-dev"); err != nil {
+		t.Errorf("the network went with the first of two machines: %v", err)
+	}
+	if vols, _ := d.Virsh("test", "vol-list", "default"); strings.Contains(vols, "dev-worker-0") || !strings.Contains(vols, "k2os-vmlinuz-") {
+		t.Errorf("after deleting one machine of two:\n%s", vols)
+	}
+	l, _ := p.List(ctx, &sdk.ListRequest{Config: cfg})
+	if len(l.Machines) != 1 || l.Machines[0].Name != "dev-worker-1" {
+		t.Fatalf("List: %+v", l.Machines)
+	}
+	del(l.Machines[0].ID)
+	if out, err := d.Virsh("test", "net-list", "--all", "--name"); err != nil || strings.Contains(out, "k2-dev") {
+		t.Errorf("networks after the last machine: %q %v", out, err)
+	}
+	if vols, _ := d.Virsh("test", "vol-list", "default"); strings.Contains(vols, "k2") {
+		t.Errorf("volumes after the last machine:\n%s", vols)
+	}
+	if doms, _ := d.Virsh("test", "list", "--all", "--name"); strings.Contains(doms, "dev-") {
+		t.Errorf("domains after the last machine: %q", doms)
+	}
+}
