@@ -83,6 +83,11 @@ func Start(t testing.TB) *Daemon {
 	d, err := start()
 	if d != nil {
 		t.Cleanup(d.Stop)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("libvirtd in %s:\n%s", d.Netns, d.Logs())
+			}
+		})
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ type conn struct {
 	cfg    *config
 	driver string // libvirt's driver name: QEMU, TEST
 	stop   func() bool
+	dead   bool // abandoned: a call deadlocked it (see download)
 }
 
 // connect opens the config's URI.
@@ -62,9 +63,17 @@ func connect(ctx context.Context, cfg *config) (*conn, error) {
 }
 
 func (c *conn) close() {
-	if c.stop() {
+	if c.stop() && !c.dead {
 		c.l.Disconnect()
 	}
+}
+
+// abandon gives up a connection go-libvirt has deadlocked: Disconnect
+// would block too (it is a call). Its socket and two goroutines leak until
+// the process exits.
+func (c *conn) abandon() {
+	c.stop()
+	c.dead = true
 }
 
 // fake reports whether the connection is to the test driver, whose

@@ -35,6 +35,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -93,6 +94,8 @@ var schema = []sdk.ConfigField{
 		Description: "extra kernel command line arguments, after the image's own"},
 	{Name: "address_timeout", Type: sdk.TypeDuration, Default: "5m",
 		Description: "how long Create waits for a machine's DHCP lease"},
+	{Name: "shutdown_timeout", Type: sdk.TypeDuration, Default: "30s",
+		Description: "how long power off waits for a clean shutdown (ACPI power button) before pulling the plug"},
 	{Name: "poll_interval", Type: sdk.TypeDuration, Default: "1s",
 		Description: "how often to look for DHCP leases and console output"},
 }
@@ -120,20 +123,22 @@ func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.D
 
 // config is the provider configuration.
 type config struct {
-	URI            string `json:"uri"`
-	Pool           string `json:"pool"`
-	Network        string `json:"network"`
-	Subnet         string `json:"subnet"`
-	DomainType     string `json:"domain_type"`
-	CPUModel       string `json:"cpu_model"`
-	Image          string `json:"image"`
-	KernelArgs     string `json:"kernel_args"`
-	AddressTimeout string `json:"address_timeout"`
-	PollInterval   string `json:"poll_interval"`
+	URI             string `json:"uri"`
+	Pool            string `json:"pool"`
+	Network         string `json:"network"`
+	Subnet          string `json:"subnet"`
+	DomainType      string `json:"domain_type"`
+	CPUModel        string `json:"cpu_model"`
+	Image           string `json:"image"`
+	KernelArgs      string `json:"kernel_args"`
+	AddressTimeout  string `json:"address_timeout"`
+	ShutdownTimeout string `json:"shutdown_timeout"`
+	PollInterval    string `json:"poll_interval"`
 
 	uri           *url.URL
 	subnet        netip.Prefix
 	addrTimeout   time.Duration
+	stopTimeout   time.Duration
 	poll          time.Duration
 	imageIsDir    bool
 	imageResolved string
@@ -171,7 +176,7 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 		switch {
 		case driver != "qemu" && driver != "test":
 			ds.Errorf("config.uri", "%q: k2 OS machines need the qemu driver (qemu:///system, qemu+ssh://user@host/system) or test:///default", cfg.URI)
-		case !contains([]string{"", "unix", "ssh", "libssh", "libssh2", "tcp", "tls"}, transport):
+		case !slices.Contains([]string{"", "unix", "ssh", "libssh", "libssh2", "tcp", "tls"}, transport):
 			ds.Errorf("config.uri", "%q: transport %q: use qemu:///system, qemu+ssh://, qemu+tcp:// or qemu+tls://", cfg.URI, transport)
 		case driver == "qemu" && u.Path != "/system":
 			ds.Errorf("config.uri", "%q: k2 needs the system instance (…/system): a session instance cannot make NAT networks", cfg.URI)
@@ -209,9 +214,12 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	if strings.ContainsAny(cfg.KernelArgs, "\n\x00") {
 		ds.Errorf("config.kernel_args", "kernel arguments must be one line")
 	}
-	cfg.addrTimeout, cfg.poll = 5*time.Minute, time.Second
+	cfg.addrTimeout, cfg.stopTimeout, cfg.poll = 5*time.Minute, 30*time.Second, time.Second
 	if d, err := time.ParseDuration(cfg.AddressTimeout); err == nil && d > 0 {
 		cfg.addrTimeout = d
+	}
+	if d, err := time.ParseDuration(cfg.ShutdownTimeout); err == nil && d >= 0 {
+		cfg.stopTimeout = d
 	}
 	if d, err := time.ParseDuration(cfg.PollInterval); err == nil && d > 0 {
 		cfg.poll = d
@@ -290,13 +298,4 @@ func environment(m sdk.MachineRequest) string {
 		return e
 	}
 	return "k2"
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

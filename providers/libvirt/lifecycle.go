@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/digitalocean/go-libvirt"
@@ -128,7 +130,7 @@ func (c *conn) describe(ctx context.Context, d *k2Domain, addresses bool) (*sdk.
 	m.Message = fmt.Sprintf("%s domain %s %s (reason %d) on network %s", d.xml.Type, d.ref.Name, stateName(state), reason, d.meta.Network)
 	m.Labels["k2.dev/libvirt-domain"] = d.ref.Name
 	if addresses && m.State == sdk.StateRunning {
-		m.Addresses, err = c.addresses(ctx, d.ref)
+		m.Addresses, err = c.addresses(ctx, d.ref, !d.meta.NetworkMine)
 		if err != nil {
 			return nil, err
 		}
@@ -137,13 +139,21 @@ func (c *conn) describe(ctx context.Context, d *k2Domain, addresses bool) (*sdk.
 }
 
 // addresses are a running domain's IPv4 addresses from its network's DHCP
-// leases (for a network that is not libvirt's, from the host's ARP table).
-func (c *conn) addresses(ctx context.Context, dom libvirt.Domain) ([]string, error) {
+// leases; on a network that is not k2's (whose DHCP may not be libvirt's),
+// else from the host's ARP table.
+func (c *conn) addresses(ctx context.Context, dom libvirt.Domain, arp bool) ([]string, error) {
 	var out []string
-	for _, src := range []libvirt.DomainInterfaceAddressesSource{libvirt.DomainInterfaceAddressesSrcLease, libvirt.DomainInterfaceAddressesSrcArp} {
+	srcs := []libvirt.DomainInterfaceAddressesSource{libvirt.DomainInterfaceAddressesSrcLease}
+	if arp {
+		srcs = append(srcs, libvirt.DomainInterfaceAddressesSrcArp)
+	}
+	for _, src := range srcs {
 		ifs, err := c.l.DomainInterfaceAddresses(dom, uint32(src), 0)
 		if err != nil {
-			if notSupported(err) || isCode(err, libvirt.ErrOperationInvalid, libvirt.ErrArgumentUnsupported) {
+			// The ARP table is a best effort (a host's netlink may not
+			// offer it); leases are what k2's own networks have.
+			if ctx.Err() == nil && (src == libvirt.DomainInterfaceAddressesSrcArp || notSupported(err) ||
+				isCode(err, libvirt.ErrOperationInvalid, libvirt.ErrArgumentUnsupported)) {
 				continue
 			}
 			return nil, c.wrap(ctx, err)
@@ -406,7 +416,8 @@ func (p *Provider) Power(ctx context.Context, req *sdk.PowerRequest) (*sdk.Power
 }
 
 // shutdown asks the machine to power off (ACPI power button; k2 init
-// stops k2 cleanly), and pulls the plug if it has not after 30 s.
+// stops k2 cleanly), and pulls the plug if it has not after the config's
+// shutdown_timeout.
 func (c *conn) shutdown(ctx context.Context, dom libvirt.Domain) error {
 	err := c.l.DomainShutdownFlags(dom, libvirt.DomainShutdownAcpiPowerBtn)
 	if notSupported(err) || isCode(err, libvirt.ErrInvalidArg) { // a driver without ACPI (test)
@@ -415,7 +426,7 @@ func (c *conn) shutdown(ctx context.Context, dom libvirt.Domain) error {
 	if err != nil && !isCode(err, libvirt.ErrOperationInvalid) {
 		return c.wrap(ctx, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(c.cfg.stopTimeout)
 	for time.Now().Before(deadline) {
 		active, err := c.l.DomainIsActive(dom)
 		if err != nil {
@@ -442,6 +453,14 @@ func (c *conn) shutdown(ctx context.Context, dom libvirt.Domain) error {
 // domain is gone. Where the pool cannot be read (the test driver), it
 // copies the live console instead.
 func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
+	err := p.console(ctx, req)
+	if req.Follow && ctx.Err() != nil {
+		return nil // following ends with ctx
+	}
+	return err
+}
+
+func (p *Provider) console(ctx context.Context, req *sdk.ConsoleRequest) error {
 	c, ds, err := session(ctx, req.Config)
 	if c == nil {
 		if err == nil {
@@ -463,12 +482,12 @@ func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
 			logVol = v
 		}
 	}
-	pool, err := c.l.StoragePoolLookupByName(d.meta.StoragePool)
-	if err != nil {
-		return c.wrap(ctx, err)
-	}
 	var off uint64
 	for {
+		pool, err := c.l.StoragePoolLookupByName(d.meta.StoragePool)
+		if err != nil {
+			return c.wrap(ctx, err)
+		}
 		vol, err := c.l.StorageVolLookupByName(pool, logVol)
 		if err != nil {
 			return c.wrap(ctx, fmt.Errorf("the console log of %s: %w", d.meta.Machine, err))
@@ -481,15 +500,22 @@ func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
 			off = 0
 		}
 		if capacity > off {
-			w := &countWriter{w: req.Output}
-			err := c.l.StorageVolDownload(vol, w, off, capacity-off, 0)
+			n, stuck, err := c.download(ctx, vol, req.Output, off, capacity-off)
+			off += n
+			if stuck {
+				// The connection is unusable: carry on with a new one.
+				c.abandon()
+				if c, err = connect(ctx, c.cfg); err != nil {
+					return err
+				}
+				defer c.close()
+			}
 			if notSupported(err) {
 				return c.liveConsole(ctx, d, req)
 			}
 			if err != nil {
 				return c.wrap(ctx, err)
 			}
-			off += uint64(w.n)
 		} else if c.fake() {
 			return c.liveConsole(ctx, d, req)
 		}
@@ -524,15 +550,73 @@ func (c *conn) liveConsole(ctx context.Context, d *k2Domain, req *sdk.ConsoleReq
 	return err
 }
 
+// download copies length bytes of vol from offset to w and says how many
+// it copied. go-libvirt can deadlock a connection at the end of a
+// download: when libvirtd ends the stream with an empty data packet and
+// then a final status, the first ends the call and the second blocks the
+// connection's reader forever (nobody takes it, and it holds the lock
+// every call needs). So download returns once all bytes have come, and
+// reports stuck when the call has not ended by then (or nothing came for
+// downloadStall): the caller must abandon the connection.
+func (c *conn) download(ctx context.Context, vol libvirt.StorageVol, w io.Writer, offset, length uint64) (n uint64, stuck bool, err error) {
+	cw := &countWriter{w: w, want: length, full: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- c.l.StorageVolDownload(vol, cw, offset, length, 0) }()
+	stall := time.NewTimer(downloadStall)
+	defer stall.Stop()
+	for {
+		select {
+		case err := <-done:
+			return cw.count(), false, err
+		case <-cw.full:
+			select {
+			case err := <-done:
+				return cw.count(), false, err
+			case <-time.After(2 * time.Second):
+				return cw.count(), true, nil
+			}
+		case <-stall.C:
+			return cw.count(), true, fmt.Errorf("reading volume %s (%d bytes from %d) stalled", vol.Name, length, offset)
+		case <-ctx.Done():
+			return cw.count(), false, ctx.Err()
+		}
+	}
+}
+
+// downloadStall is how long a console read may go without the call ending
+// or all its bytes arriving.
+var downloadStall = 20 * time.Second
+
 type countWriter struct {
-	w interface{ Write([]byte) (int, error) }
-	n int
+	w    io.Writer
+	want uint64
+	full chan struct{} // closed when want bytes have been written
+
+	mu sync.Mutex
+	n  uint64
 }
 
 func (w *countWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n >= w.want {
+		return len(b), nil // past what was asked (a stale size): dropped
+	}
+	if rest := w.want - w.n; uint64(len(b)) > rest {
+		b = b[:rest]
+	}
 	n, err := w.w.Write(b)
-	w.n += n
+	w.n += uint64(n)
+	if w.n >= w.want {
+		close(w.full)
+	}
 	return n, err
+}
+
+func (w *countWriter) count() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
 }
 
 // parseUUID reads a domain UUID in its usual form.
