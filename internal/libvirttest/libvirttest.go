@@ -106,7 +106,7 @@ func start() (*Daemon, error) {
 	d := &Daemon{Dir: dir, Netns: "k2lv-" + hex.EncodeToString(suffix), Socket: filepath.Join(dir, "sock", "libvirt-sock")}
 	if out, err := exec.Command("ip", "netns", "add", d.Netns).CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("ip netns add %s: %v: %s", d.Netns, err, out)
+		return nil, fmt.Errorf("ip netns add %s: %w: %s", d.Netns, err, out)
 	}
 	script := filepath.Join(dir, "start.sh")
 	if err := os.WriteFile(script, []byte(startScript), 0o755); err != nil {
@@ -134,7 +134,7 @@ func start() (*Daemon, error) {
 		}
 		select {
 		case err := <-exited:
-			return d, fmt.Errorf("libvirtd exited: %v\n%s", err, d.Logs())
+			return d, fmt.Errorf("libvirtd exited: %w\n%s", err, d.Logs())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -215,7 +215,7 @@ func (d *Daemon) virsh(driver string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "virsh", append([]string{"-q", "-c", uri}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("virsh %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
+		return out.String(), fmt.Errorf("virsh %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.String(), nil
 }

@@ -13,6 +13,8 @@ import (
 	"k2.dev/k2/providers/sdk"
 )
 
+// Create makes the request's machines (see the package doc), or finds
+// those a previous call with the same request id made.
 func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.CreateResponse, error) {
 	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, &req.Bootstrap)...)

@@ -112,6 +112,7 @@ func capabilities() sdk.Capabilities {
 	}
 }
 
+// Describe returns the provider's capabilities and config schema.
 func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
 	return &sdk.DescribeResponse{
 		Name:         Name,
@@ -260,6 +261,7 @@ func resolveImage(s string) (string, bool) {
 	return s, false
 }
 
+// Validate checks a config and connects to its libvirtd.
 func (p *Provider) Validate(ctx context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
 	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)

@@ -192,6 +192,8 @@ func stateName(s int32) string {
 	return "in no state"
 }
 
+// List returns the machines k2 made on the config's libvirtd, found
+// by their metadata.
 func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListResponse, error) {
 	c, ds, err := session(ctx, req.Config)
 	if c == nil {
@@ -217,6 +219,8 @@ func (p *Provider) List(ctx context.Context, req *sdk.ListRequest) (*sdk.ListRes
 	return &sdk.ListResponse{Machines: out, Diagnostics: ds}, nil
 }
 
+// Delete removes machines: domain, volumes, and the network when no
+// machine is left on it.
 func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.DeleteResponse, error) {
 	c, ds, err := session(ctx, req.Config)
 	if c == nil {
@@ -363,6 +367,7 @@ func (c *conn) deleteUnusedImages(ctx context.Context) error {
 	return nil
 }
 
+// Power turns a machine on, off (cleanly, see shutdown) or resets it.
 func (p *Provider) Power(ctx context.Context, req *sdk.PowerRequest) (*sdk.PowerResponse, error) {
 	c, ds, err := session(ctx, req.Config)
 	if c == nil {

@@ -118,7 +118,7 @@ func (c *conn) makeNetwork(ctx context.Context, name, env, reqID string, report 
 	if c.cfg.subnet.IsValid() {
 		return userErrorf("config.subnet", "subnet %s cannot be used: %v; choose another", c.cfg.subnet, lastErr)
 	}
-	return fmt.Errorf("no free subnet for network %s among %d tried (last: %v); set subnet", name, tried, lastErr)
+	return fmt.Errorf("no free subnet for network %s among %d tried (last: %w); set subnet", name, tried, lastErr)
 }
 
 // usedSubnets are the subnets of every libvirt network on the host.
