@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"k2.dev/k2/providers/sdk"
 )
@@ -47,4 +49,32 @@ func Describe(ctx context.Context, p Plugin, l LaunchOptions) Info {
 	}
 	info.Description, info.Capabilities, info.ConfigSchema = d.Description, &d.Capabilities, d.ConfigSchema
 	return info
+}
+
+// CapabilitySummary is a short text form of c for tables: classes or
+// custom sizes, the machine limit, power, console and disks.
+func CapabilitySummary(c sdk.Capabilities) string {
+	var parts []string
+	if len(c.Classes) > 0 {
+		var names []string
+		for _, k := range c.Classes {
+			names = append(names, k.Name)
+		}
+		parts = append(parts, "classes="+strings.Join(names, ","))
+	}
+	if c.CustomSizes {
+		parts = append(parts, "custom-sizes")
+	}
+	if c.MaxMachines > 0 {
+		parts = append(parts, fmt.Sprintf("max=%d", c.MaxMachines))
+	}
+	for _, b := range []struct {
+		on   bool
+		name string
+	}{{c.Power, "power"}, {c.Console, "console"}, {c.PersistentDisks, "disks"}} {
+		if b.on {
+			parts = append(parts, b.name)
+		}
+	}
+	return strings.Join(parts, " ")
 }

@@ -13,6 +13,9 @@ type EventKind string
 
 // Event kinds. Item events are about one machine or item of a step (Do).
 const (
+	// EventRunStarted comes first in a run and names its steps in Steps,
+	// so a display can list the steps still to come.
+	EventRunStarted     EventKind = "run-started"
 	EventStepStarted    EventKind = "step-started"
 	EventStepDone       EventKind = "step-done"
 	EventStepSkipped    EventKind = "step-skipped" // done by an earlier run of this deployment
@@ -41,6 +44,8 @@ type Event struct {
 	Elapsed time.Duration `json:"elapsed,omitempty"`
 	Err     error         `json:"-"`
 	Error   string        `json:"error,omitempty"`
+	// Steps are the names of the run's steps, in order (EventRunStarted).
+	Steps []string `json:"steps,omitempty"`
 }
 
 // Chan returns an event handler that sends each event on ch (blocking);
@@ -50,7 +55,8 @@ func Chan(ch chan<- Event) func(Event) {
 }
 
 // NewPrinter returns an event handler that writes one plain line per event
-// to w (normally stderr), for terminals without the TUI and for logs:
+// (but EventRunStarted, whose steps the lines show as they come) to w
+// (normally stderr), for terminals without the TUI and for logs:
 //
 //	[2/5] machines: started
 //	[2/5] machines: prod-worker-0: creating VM
@@ -58,6 +64,9 @@ func Chan(ch chan<- Event) func(Event) {
 func NewPrinter(w io.Writer) func(Event) {
 	var mu sync.Mutex
 	return func(e Event) {
+		if e.Kind == EventRunStarted {
+			return
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintln(w, formatEvent(e))

@@ -33,7 +33,12 @@ type DeployOptions struct {
 	// control-plane wait, MachinesStep for workers, apply steps).
 	Steps func(st *State) []Step
 	// Rollback, OnEvent, CleanupTimeout: see Runner.
-	Rollback       bool
+	Rollback bool
+	// RollbackOnly rolls back the deployment Begin picks up (with
+	// ResumeRequired: env's unfinished one) instead of running it: Cleanup
+	// of every step its journal reached, in reverse (Runner.RollBack); it
+	// is then recorded as rolled back and Deploy returns no error.
+	RollbackOnly   bool
 	OnEvent        func(Event)
 	CleanupTimeout time.Duration // 0 means DefaultCleanupTimeout
 	Logger         *slog.Logger
@@ -96,6 +101,15 @@ func Deploy(ctx context.Context, s *state.Store, o DeployOptions) (*DeployResult
 		steps = append(steps, o.Steps(ss.State)...)
 	}
 	r := &Runner{Store: s, Logger: o.Logger, OnEvent: o.OnEvent, Rollback: o.Rollback, CleanupTimeout: o.CleanupTimeout}
+	if o.RollbackOnly {
+		err := r.RollBack(ctx, ss.State, steps)
+		if err == nil {
+			err = ss.Finish(ctx, ErrRolledBack, true)
+		} else {
+			err = errors.Join(err, ss.Finish(ctx, err, false))
+		}
+		return &DeployResult{Deployment: ss.State.Deployment, Plan: ss.State.Plan, Resumed: ss.Resumed}, err
+	}
 	runErr := r.Run(ctx, ss.State, steps)
 	finErr := ss.Finish(ctx, runErr, runErr != nil && o.Rollback)
 	res := &DeployResult{Deployment: ss.State.Deployment, Plan: ss.State.Plan, Resumed: ss.Resumed}

@@ -49,11 +49,16 @@ func (r *Runner) Run(ctx context.Context, st *State, steps []Step) error {
 		st.Log = r.logger()
 	}
 	seen := map[string]bool{}
+	names := make([]string, 0, len(steps))
 	for _, s := range steps {
 		if seen[s.Name()] {
 			return fmt.Errorf("running steps: step %q appears twice", s.Name())
 		}
 		seen[s.Name()] = true
+		names = append(names, s.Name())
+	}
+	if r.OnEvent != nil {
+		r.OnEvent(Event{Kind: EventRunStarted, Time: time.Now(), Total: len(steps), Steps: names})
 	}
 	dep := st.Deployment.ID
 	// Journal writes after a failure or Ctrl-C must still happen.

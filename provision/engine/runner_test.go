@@ -103,6 +103,7 @@ func TestRunnerEventsAndJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
+		"run-started ",
 		"step-started a", "step-done a",
 		"step-started b",
 		"machine-started b/m0", "progress b/m0", "machine-done b/m0",
@@ -112,7 +113,10 @@ func TestRunnerEventsAndJournal(t *testing.T) {
 	if diff := cmp.Diff(want, rec.kinds()); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
-	if e := rec.events[4]; e.Index != 2 || e.Total != 2 || e.Message != "booting" || e.Percent != 10 {
+	if diff := cmp.Diff([]string{"a", "b"}, rec.events[0].Steps); diff != "" {
+		t.Errorf("run-started steps (-want +got):\n%s", diff)
+	}
+	if e := rec.events[5]; e.Index != 2 || e.Total != 2 || e.Message != "booting" || e.Percent != 10 {
 		t.Errorf("progress event = %+v", e)
 	}
 
@@ -121,7 +125,7 @@ func TestRunnerEventsAndJournal(t *testing.T) {
 	if err := r.Run(ctx, ss.State, steps); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"step-skipped a", "step-skipped b"}, rec.kinds()); diff != "" {
+	if diff := cmp.Diff([]string{"run-started ", "step-skipped a", "step-skipped b"}, rec.kinds()); diff != "" {
 		t.Errorf("second run events (-want +got):\n%s", diff)
 	}
 	if len(log) != 0 {
@@ -312,6 +316,7 @@ func TestPrinter(t *testing.T) {
 	var b bytes.Buffer
 	p := engine.NewPrinter(&b)
 	for _, e := range []engine.Event{
+		{Kind: engine.EventRunStarted, Total: 5, Steps: []string{"pull", "machines", "wait", "apply", "done"}},
 		{Kind: engine.EventStepStarted, Step: "machines", Index: 2, Total: 5},
 		{Kind: engine.EventProgress, Step: "machines", Index: 2, Total: 5, Machine: "prod-worker-0", Message: "creating VM", Percent: 40},
 		{Kind: engine.EventItemDone, Step: "machines", Index: 2, Total: 5, Machine: "prod-worker-0", Elapsed: 1500 * time.Millisecond},

@@ -13,6 +13,7 @@ import (
 func deployCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newDeployCmd(g),
+		newInstallCmd(g),
 		newUpgradeCmd(g),
 		newResumeCmd(g),
 		newStatusCmd(g),

@@ -177,10 +177,6 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 	if err := checkGates(ctx, g, d, in, ref, op); err != nil {
 		return nil, err
 	}
-	desc, err := c.Describe(ctx, &sdk.DescribeRequest{})
-	if err != nil {
-		return nil, err
-	}
 	var prev map[string]string
 	if op != state.OpDeploy {
 		if prev, err = cluster.PreviousLayers(ctx, s, d.env); err != nil {
@@ -203,16 +199,11 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 	}
 	log := g.logger()
 	rest.SetDefaultWarningHandler(apiWarnings{log})
-	return engine.Deploy(ctx, s, engine.DeployOptions{
+	return engine.DeployArtifact(ctx, s, engine.ArtifactDeploy{
 		Env: d.env, Provider: d.provider, Op: op, Resume: resume,
-		ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(),
+		Artifact: a, ArtifactRef: ref, Client: c,
+		ValuesFile: valuesFile, Sets: sets,
 		Command: strings.Join(os.Args, " "), Source: d.source,
-		Plan: func(ctx context.Context, env *state.Environment) (*engine.Plan, error) {
-			return engine.NewPlan(engine.PlanOptions{
-				Env: env, ArtifactRef: ref, ArtifactDigest: a.Descriptor.Digest.String(), Config: a.Config,
-				ValuesFile: valuesFile, Sets: sets, Capabilities: &desc.Capabilities,
-			})
-		},
 		Steps: cluster.Steps(cluster.Options{
 			Home: g.home, K2Binary: self, Provider: c, ProviderConfig: sdk.Config(env.ProviderConfig),
 			Artifact: a, Previous: prev, ReadyTimeout: d.timeout, Logger: log,

@@ -77,7 +77,7 @@ with its error.`,
 					}
 					arch, boot, caps := "-", "-", "error: "+i.Error
 					if c := i.Capabilities; c != nil {
-						arch, boot, caps = strings.Join(c.Architectures, ","), strings.Join(c.BootstrapMethods, ","), capsSummary(*c)
+						arch, boot, caps = strings.Join(c.Architectures, ","), strings.Join(c.BootstrapMethods, ","), host.CapabilitySummary(*c)
 					}
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", i.Name, src, arch, boot, caps, i.Path)
 				}
@@ -85,33 +85,6 @@ with its error.`,
 			})
 		},
 	}
-}
-
-// capsSummary is a short text form of capabilities for tables.
-func capsSummary(c sdk.Capabilities) string {
-	var parts []string
-	if len(c.Classes) > 0 {
-		var names []string
-		for _, k := range c.Classes {
-			names = append(names, k.Name)
-		}
-		parts = append(parts, "classes="+strings.Join(names, ","))
-	}
-	if c.CustomSizes {
-		parts = append(parts, "custom-sizes")
-	}
-	if c.MaxMachines > 0 {
-		parts = append(parts, fmt.Sprintf("max=%d", c.MaxMachines))
-	}
-	for _, b := range []struct {
-		on   bool
-		name string
-	}{{c.Power, "power"}, {c.Console, "console"}, {c.PersistentDisks, "disks"}} {
-		if b.on {
-			parts = append(parts, b.name)
-		}
-	}
-	return strings.Join(parts, " ")
 }
 
 func newPluginDescribeCmd(g *globals) *cobra.Command {
@@ -136,7 +109,7 @@ func newPluginDescribeCmd(g *globals) *cobra.Command {
 				c := info.Capabilities
 				fmt.Fprintf(w, "%s: %s\npath: %s\narchitectures: %s\nbootstrap: %s\ncapabilities: %s\n",
 					info.Name, info.Description, info.Path, strings.Join(c.Architectures, ", "),
-					strings.Join(c.BootstrapMethods, ", "), capsSummary(*c))
+					strings.Join(c.BootstrapMethods, ", "), host.CapabilitySummary(*c))
 				if len(info.ConfigSchema) > 0 {
 					fmt.Fprintln(w, "\nsettings (--provider-config FILE or --set key=value):")
 					tw := output.Table(w)
