@@ -189,13 +189,6 @@ func (b *Backend) Build(ctx context.Context, dir, tag string) (*artifact.BuildRe
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
 		return nil, usererr.Usage("%s is not a directory", dir)
 	}
-	kf, warns, err := k8sfile.ParseFile(filepath.Join(dir, k8sfile.DefaultName))
-	for _, w := range warns {
-		b.logger.Warn(w)
-	}
-	if err != nil {
-		return nil, usererr.Wrap(usererr.KindInvalid, err, "")
-	}
 	s, err := b.artifacts(ctx)
 	if err != nil {
 		return nil, err
@@ -205,9 +198,13 @@ func (b *Backend) Build(ctx context.Context, dir, tag string) (*artifact.BuildRe
 		return nil, err
 	}
 	b.logger.Info("building", "dir", dir, "tag", tag)
-	return artifact.Build(ctx, kf, artifact.BuildOptions{
+	res, warns, err := artifact.BuildFile(ctx, filepath.Join(dir, k8sfile.DefaultName), artifact.BuildOptions{
 		Store: s, Context: os.DirFS(dir), Ref: tag, Repos: repos, Remote: b.opts.Remote, Logger: b.logger,
 	})
+	for _, w := range warns {
+		b.logger.Warn(w)
+	}
+	return res, err
 }
 
 // Signature reports a's signature status.

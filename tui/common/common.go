@@ -4,10 +4,12 @@
 package common
 
 import (
+	"strings"
 	"time"
 
 	"github.com/charmbracelet/bubbles/key"
 	tea "github.com/charmbracelet/bubbletea"
+	"github.com/charmbracelet/x/ansi"
 
 	"k2.dev/k2/tui/backend"
 	"k2.dev/k2/tui/keymap"
@@ -83,3 +85,19 @@ func Back(from Step) tea.Cmd { return func() tea.Msg { return BackMsg{From: from
 
 // Quit returns a command that sends QuitMsg{err}.
 func Quit(err error) tea.Cmd { return func() tea.Msg { return QuitMsg{Err: err} } }
+
+// WrapCommand breaks a command line between its words to fit width,
+// indented, with a shell continuation at the end of every line but the
+// last, so it can be copied as it is shown.
+func WrapCommand(cmd string, width int) string {
+	var lines []string
+	line := " "
+	for _, w := range strings.Fields(cmd) {
+		if ansi.StringWidth(line)+1+ansi.StringWidth(w)+2 > width && strings.TrimSpace(line) != "" {
+			lines = append(lines, line+" \\")
+			line = "   "
+		}
+		line += " " + w
+	}
+	return strings.Join(append(lines, line), "\n")
+}

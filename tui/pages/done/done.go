@@ -84,9 +84,9 @@ func (p *Page) Update(msg tea.Msg) (common.Page, tea.Cmd) {
 	return p, nil
 }
 
-// Kubectl is the command the page suggests.
-func Kubectl(kubeconfig string) string {
-	return "kubectl --kubeconfig " + kubeconfig + " get nodes,apps -A"
+// Kubectl is the command the page suggests for env.
+func Kubectl(env string) string {
+	return `kubectl --kubeconfig "$(k2 kubeconfig ` + env + ` --path)" get nodes,apps -A`
 }
 
 func (p *Page) header() string {
@@ -115,7 +115,7 @@ func (p *Page) header() string {
 		return b.String()
 	}
 	field("Kubeconfig", st.Kubeconfig)
-	field("Try", s.Code.Render(Kubectl(st.Kubeconfig)))
+	b.WriteString(s.Label.Render("Try") + "\n  " + s.Code.Render(Kubectl(ch.Env)) + "\n")
 	if len(st.Apps) == 0 {
 		field("Apps", s.Muted.Render("none"))
 	}
@@ -183,7 +183,7 @@ func Summary(ch *common.Choices, st *backend.Status) string {
 		return fmt.Sprintf("%s runs %s\nstatus: k2 status %s\n", ch.Env, ch.Artifact.Ref, ch.Env)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s runs %s\nkubeconfig: %s\ntry: %s\n", ch.Env, ch.Artifact.Ref, st.Kubeconfig, Kubectl(st.Kubeconfig))
+	fmt.Fprintf(&b, "%s runs %s\nkubeconfig: %s\ntry: %s\n", ch.Env, ch.Artifact.Ref, st.Kubeconfig, Kubectl(ch.Env))
 	for _, a := range st.Apps {
 		if a.URL != "" {
 			fmt.Fprintf(&b, "app %s/%s: %s\n", a.Namespace, a.Name, a.URL)

@@ -93,7 +93,7 @@ func (p *Page) header() string {
 	var b strings.Builder
 	b.WriteString(s.Heading.Render("Review the plan") + "\n")
 	b.WriteString(s.Muted.Render("Exactly what this prints:") + "\n")
-	b.WriteString(s.Code.Render(wrapCommand(Command(p.Choices), p.width)) + "\n")
+	b.WriteString(s.Code.Render(common.WrapCommand(Command(p.Choices), p.width)) + "\n")
 	if p.Choices.EnvRecord == nil && len(p.Choices.ProviderConfig) > 2 {
 		b.WriteString(s.Muted.Render(ansi.Wordwrap(fmt.Sprintf("Environment %s is created with the provider settings you gave.", p.Choices.Env), p.width, " ")) + "\n")
 	}
@@ -101,21 +101,6 @@ func (p *Page) header() string {
 		b.WriteString(s.Warn.Render(ansi.Wordwrap("! "+w, p.width, " ")) + "\n")
 	}
 	return b.String()
-}
-
-// wrapCommand breaks a command line between its words, indented, with a
-// shell continuation at the end of every line but the last.
-func wrapCommand(cmd string, width int) string {
-	var lines []string
-	line := " "
-	for _, w := range strings.Fields(cmd) {
-		if ansi.StringWidth(line)+1+ansi.StringWidth(w)+2 > width && strings.TrimSpace(line) != "" {
-			lines = append(lines, line+" \\")
-			line = "   "
-		}
-		line += " " + w
-	}
-	return strings.Join(append(lines, line), "\n")
 }
 
 func maxWidth(s string) int {
