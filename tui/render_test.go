@@ -1,6 +1,7 @@
 package tui_test
 
 import (
+	"context"
 	"io"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/charmbracelet/lipgloss"
 	"github.com/muesli/termenv"
 
+	"k2.dev/k2/artifact"
+	"k2.dev/k2/artifact/sign"
 	"k2.dev/k2/tui"
 	"k2.dev/k2/tui/backend"
 )
@@ -58,5 +61,60 @@ func TestColours(t *testing.T) {
 	}
 	if dark == light {
 		t.Errorf("the same colours on dark and light backgrounds")
+	}
+}
+
+// TestSignatureStatus: the artifact page says whether the artifact is
+// signed, and verified with the keys given (k2 install --key).
+func TestSignatureStatus(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	b := backend.New(h.options())
+	if _, err := b.Build(ctx, h.dir, "shop:v1"); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	open := func(keys []*sign.PublicKey) string {
+		t.Helper()
+		o := h.options()
+		o.Keys = keys
+		b := backend.New(o)
+		t.Cleanup(b.Close)
+		d := drive(t, tui.New(b, tui.Options{Ref: "shop:v1"}))
+		d.untilScreen("Artifact shop:v1", 30*time.Second)
+		return d.m.View()
+	}
+	if v := open(nil); !strings.Contains(v, "Signature   not signed") {
+		t.Errorf("an unsigned artifact:\n%s", v)
+	}
+	privPEM, pubPEM, err := sign.GenerateKey("ed25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := sign.ParsePrivateKey(privPEM, "test.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := sign.ParsePublicKey(pubPEM, "test.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := artifact.OpenStore(ctx, artifact.StoreDir(h.home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sign.SignRef(ctx, store, "shop:v1", priv, artifact.RemoteOptions{}, sign.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := open(nil); !strings.Contains(v, "signed (1), not verified") {
+		t.Errorf("a signed artifact without keys:\n%s", v)
+	}
+	if v := open([]*sign.PublicKey{pub}); !strings.Contains(v, "✓ verified with") {
+		t.Errorf("a signed artifact with its key:\n%s", v)
+	}
+	_, otherPEM, _ := sign.GenerateKey("ed25519")
+	other, _ := sign.ParsePublicKey(otherPEM, "other.pub")
+	if v := open([]*sign.PublicKey{other}); !strings.Contains(v, "✗ invalid") {
+		t.Errorf("a signed artifact with another key:\n%s", v)
 	}
 }

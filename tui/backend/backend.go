@@ -16,6 +16,7 @@ import (
 
 	"k2.dev/k2/artifact"
 	"k2.dev/k2/artifact/k8sfile"
+	"k2.dev/k2/artifact/sign"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/host"
 	"k2.dev/k2/providers/sdk"
@@ -38,8 +39,9 @@ type Options struct {
 	// Status reports an environment after its deploy: cluster.GetStatus
 	// and the text `k2 status` prints. Nil reports nothing.
 	Status func(ctx context.Context, s *state.Store, env string) (*Status, error)
-	// Verify checks an artifact's signature; nil means this k2 cannot.
-	Verify func(ctx context.Context, a *artifact.Artifact) Signature
+	// Keys verify artifacts' signatures; without keys the installer only
+	// says whether an artifact is signed.
+	Keys []*sign.PublicKey
 	// Level is the lowest level the log pane shows (default info).
 	Level slog.Level
 	// Command is recorded as the holder of the environment's lock.
@@ -70,20 +72,6 @@ type App struct {
 	Namespace, Name, URL string
 	Ready                bool
 }
-
-// Signature is an artifact's signature status.
-type Signature struct {
-	State  string // SignatureUnknown, SignatureNone, SignatureValid, SignatureInvalid
-	Detail string
-}
-
-// Signature states.
-const (
-	SignatureUnknown = "unknown"
-	SignatureNone    = "not signed"
-	SignatureValid   = "valid"
-	SignatureInvalid = "invalid"
-)
 
 // Backend does the installer's work. Its methods block; pages call them
 // from tea.Cmds. It is safe for concurrent use.
@@ -207,12 +195,14 @@ func (b *Backend) Build(ctx context.Context, dir, tag string) (*artifact.BuildRe
 	return res, err
 }
 
-// Signature reports a's signature status.
-func (b *Backend) Signature(ctx context.Context, a *artifact.Artifact) Signature {
-	if b.opts.Verify == nil {
-		return Signature{State: SignatureUnknown, Detail: "this k2 cannot check signatures"}
+// Signature reports a's signatures (sign.Status), checked with the keys
+// given.
+func (b *Backend) Signature(ctx context.Context, a *artifact.Artifact) sign.Summary {
+	s, err := b.artifacts(ctx)
+	if err != nil {
+		return sign.Summary{State: sign.StateUnknown, Detail: err.Error()}
 	}
-	return b.opts.Verify(ctx, a)
+	return sign.Status(ctx, s, a.Ref, b.opts.Keys, b.opts.Remote)
 }
 
 // EnvSummary is an environment with its last deployment.

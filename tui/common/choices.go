@@ -2,6 +2,7 @@ package common
 
 import (
 	"k2.dev/k2/artifact"
+	"k2.dev/k2/artifact/sign"
 	"k2.dev/k2/providers/host"
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/engine"
@@ -13,7 +14,7 @@ import (
 type Choices struct {
 	// Artifact is the artifact to deploy and Signature its status.
 	Artifact  *artifact.Artifact
-	Signature backend.Signature
+	Signature sign.Summary
 	// Env names the environment; EnvRecord is it when it exists already
 	// (nil: the deploy creates it with Provider and ProviderConfig).
 	Env       string

@@ -24,6 +24,7 @@ import (
 
 type installFlags struct {
 	resume  string
+	keys    []string
 	timeout time.Duration
 	remote  remoteFlags
 }
@@ -65,6 +66,7 @@ terminal, use 'k2 deploy REF --provider P --env E', which does the same.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.resume, "resume", "", "continue ENV's interrupted or failed deploy from its journal")
+	cmd.Flags().StringArrayVar(&f.keys, "key", nil, "public key (PEM) to verify the artifact's signature with (repeatable); without one the installer only says whether it is signed")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
 	f.remote.register(cmd)
 	return cmd
@@ -72,6 +74,10 @@ terminal, use 'k2 deploy REF --provider P --env E', which does the same.`,
 
 func runInstall(ctx context.Context, g *globals, f *installFlags, ref string) error {
 	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	keys, err := loadPublicKeys(f.keys)
 	if err != nil {
 		return err
 	}
@@ -85,7 +91,7 @@ func runInstall(ctx context.Context, g *globals, f *installFlags, ref string) er
 		Ref: ref, Resume: f.resume, Renderer: r, In: g.stdin, Out: g.stdout,
 		Backend: backend.Options{
 			Home: g.home, Discover: g.discoverOptions(), Launch: g.launchOptions(), Remote: f.remote.options(g),
-			Level: level, Command: strings.Join(os.Args, " "),
+			Level: level, Command: strings.Join(os.Args, " "), Keys: keys,
 			Steps: func(sr backend.StepsRequest) func(*engine.State) []engine.Step {
 				rest.SetDefaultWarningHandler(apiWarnings{sr.Logger})
 				return cluster.Steps(cluster.Options{

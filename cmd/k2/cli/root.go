@@ -104,6 +104,7 @@ Start here:
   k2 build -t hello:v1 examples/hello     build an artifact from a K8sfile
   k2 inspect hello:v1                     see what it holds
   k2 deploy hello:v1 --provider local     run it: k2 server on SQLite + agents
+  k2 install                              or all of it interactively, in the terminal
   k2 status                               machines, nodes, apps, health
   k2 push localhost:5000/hello:v1         share it through a registry
   k2 destroy default --yes                delete the machines again
@@ -111,7 +112,7 @@ Start here:
 Environment:
   K2_HOME          where k2 keeps its store, config and state (default ~/.k2)
   K2_PLUGIN_PATH   extra directories searched for k2-provider-<name> plugins
-  NO_COLOR         disable colour and the interactive UI
+  NO_COLOR         disable colour (k2 install then draws without it)
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 invalid K8sfile or config,
 4 provider error, 5 registry or auth error, 130 interrupted.`,

@@ -18,8 +18,8 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	k2artifact "k2.dev/k2/artifact"
+	"k2.dev/k2/artifact/sign"
 	"k2.dev/k2/internal/output"
-	"k2.dev/k2/tui/backend"
 	"k2.dev/k2/tui/common"
 	"k2.dev/k2/tui/components/list"
 	"k2.dev/k2/tui/components/steps"
@@ -60,7 +60,7 @@ type (
 	openedMsg struct {
 		gen int
 		a   *k2artifact.Artifact
-		sig backend.Signature
+		sig sign.Summary
 		err error
 	}
 	builtMsg struct {

@@ -7,8 +7,8 @@ import (
 	"github.com/charmbracelet/x/ansi"
 
 	k2artifact "k2.dev/k2/artifact"
+	"k2.dev/k2/artifact/sign"
 	"k2.dev/k2/internal/output"
-	"k2.dev/k2/tui/backend"
 	"k2.dev/k2/tui/common"
 )
 
@@ -20,7 +20,7 @@ const maxFieldLines = 2
 
 // Contents renders what artifact a holds (what `k2 inspect` shows, in
 // short) with its signature status, at width.
-func Contents(c *common.Common, a *k2artifact.Artifact, sig backend.Signature, width int) string {
+func Contents(c *common.Common, a *k2artifact.Artifact, sig sign.Summary, width int) string {
 	s := c.Styles
 	sum := a.Summarize()
 	var b strings.Builder
@@ -123,19 +123,20 @@ func size(m k2artifact.MachineSpec) string {
 // not name one yet (the OS instruction is coming): the provider's default.
 func OS(*k2artifact.Config) string { return "k2 (the default; the artifact names none)" }
 
-func signature(c *common.Common, sig backend.Signature) string {
-	text := sig.State
-	if text == "" {
-		text = backend.SignatureUnknown
-	}
-	if sig.Detail != "" {
-		text += " (" + sig.Detail + ")"
-	}
+func signature(c *common.Common, sig sign.Summary) string {
 	switch sig.State {
-	case backend.SignatureValid:
-		return c.Styles.OK.Render("✓ " + text)
-	case backend.SignatureInvalid:
-		return c.Styles.Error.Render("✗ " + text)
+	case sign.StateVerified:
+		return c.Styles.OK.Render("✓ verified with " + sig.Key)
+	case sign.StateSigned:
+		return c.Styles.Warn.Render(fmt.Sprintf("signed (%d), not verified: give k2 install --key FILE to check it", sig.Signatures))
+	case sign.StateUnsigned:
+		return c.Styles.Warn.Render("not signed")
+	case sign.StateInvalid:
+		return c.Styles.Error.Render("✗ invalid: " + sig.Detail)
+	}
+	text := "unknown"
+	if sig.Detail != "" {
+		text += ": " + sig.Detail
 	}
 	return c.Styles.Warn.Render(text)
 }
