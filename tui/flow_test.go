@@ -385,6 +385,28 @@ func TestInstallFlow(t *testing.T) {
 		t.Errorf("summary:\n%s", s)
 	}
 
+	// A second install: the artifact from the store, the existing
+	// environment, whose provider is the only one to pick and whose
+	// settings are kept.
+	m2, _ := h.model(tui.Options{})
+	d2 := drive(t, m2)
+	d2.untilScreen("shop:latest", 10*time.Second)
+	d2.key("down")
+	d2.key("down") // shop:latest, after the base k2/base:v1.37 its build stored
+	d2.key("enter")
+	d2.untilScreen("Artifact shop:latest", 30*time.Second)
+	d2.key("enter")
+	d2.untilScreen("Provider", 30*time.Second)
+	d2.key("down") // environment dev
+	d2.golden("15-environment-existing")
+	d2.key("enter")
+	d2.key("enter")
+	d2.untilScreen("keeps its local settings", 10*time.Second)
+	if d2.m.Choices().EnvRecord == nil || d2.m.Choices().EnvRecord.Name != "dev" {
+		t.Fatalf("the existing environment was not chosen: %+v", d2.m.Choices())
+	}
+	d2.golden("16-settings-existing")
+
 	// One deployment, retried in place; the environment keeps the settings.
 	s, err := state.Open(context.Background(), h.home)
 	if err != nil {

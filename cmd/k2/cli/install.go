@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/provision/cluster"
@@ -93,7 +94,9 @@ func runInstall(ctx context.Context, g *globals, f *installFlags, ref string) er
 			Home: g.home, Discover: g.discoverOptions(), Launch: g.launchOptions(), Remote: f.remote.options(g),
 			Level: level, Command: strings.Join(os.Args, " "), Keys: keys,
 			Steps: func(sr backend.StepsRequest) func(*engine.State) []engine.Step {
+				// Client-side Kubernetes logs go to the log pane, not over the screen.
 				rest.SetDefaultWarningHandler(apiWarnings{sr.Logger})
+				klog.SetSlogLogger(sr.Logger)
 				return cluster.Steps(cluster.Options{
 					Home: g.home, K2Binary: self, Provider: sr.Provider, ProviderConfig: sr.ProviderConfig,
 					Artifact: sr.Artifact, ReadyTimeout: f.timeout, Logger: sr.Logger,
