@@ -115,7 +115,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		ch := m.c.Choices
 		ch.Artifact, ch.Env, ch.EnvRecord = msg.r.Artifact, msg.r.Env.Name, msg.r.Env
 		ch.Provider = &host.Info{Plugin: host.Plugin{Name: msg.r.Env.Provider}}
-		ch.Sets, ch.Resume = msg.r.Sets(), true
+		ch.Sets, ch.Resume, ch.Op = msg.r.Sets(), true, msg.r.Deployment.Op
 		return m, m.show(common.StepDeploy, true)
 	case common.NextMsg:
 		if msg.From != m.step {

@@ -52,6 +52,8 @@ type harness struct {
 	fails int           // how many more times the App layer fails
 	block chan struct{} // while not nil and open, the App layer waits
 	cfg   sdk.Config    // the provider config the steps were made with
+	// refuse, when set, is the gates' refusal (see gates).
+	refuse error
 }
 
 func newHarness(t *testing.T) *harness {
@@ -75,6 +77,7 @@ func (h *harness) options() backend.Options {
 		Launch:   host.LaunchOptions{Env: []string{"K2_HOME=" + h.home}},
 		Steps:    h.steps,
 		Status:   h.status,
+		Gates:    h.gates,
 		Command:  "k2 install (test)",
 	}
 }
@@ -145,6 +148,14 @@ func (s *layersStep) Run(ctx context.Context, st *engine.State) error {
 	return nil
 }
 
+// gates stands in for promote.Gates (which needs provision/cluster): it
+// refuses with h.refuse.
+func (h *harness) gates(context.Context, *state.Store, *state.Environment, *artifact.Artifact, state.Op) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refuse
+}
+
 // status stands in for cluster.GetStatus (which asks the control plane):
 // the machines come from the state store.
 func (h *harness) status(ctx context.Context, s *state.Store, env string) (*backend.Status, error) {
@@ -202,6 +213,9 @@ func (h *harness) deleteMachines() {
 // machines lists the local provider's machines.
 func (h *harness) machines() []string {
 	h.t.Helper()
+	if h.cfg == nil {
+		h.t.Fatal("no machines were asked for: the deploy steps were never made")
+	}
 	l, err := local.New().List(context.Background(), &sdk.ListRequest{Config: h.cfg})
 	if err != nil {
 		h.t.Fatal(err)
@@ -496,5 +510,67 @@ func TestInstallRollBack(t *testing.T) {
 	defer s.Close()
 	if last, _ := s.LatestDeployment(context.Background(), "dev"); last == nil || last.Result != state.RolledBack {
 		t.Errorf("last deployment: %+v", last)
+	}
+}
+
+// TestInstallGateRefused: an environment's gate that refuses the artifact
+// stops the installer at the settings, and again at the deploy, which
+// then makes nothing.
+func TestInstallGateRefused(t *testing.T) {
+	h := newHarness(t)
+	refusal := usererr.Wrap(usererr.KindFailure, errors.New("environment dev refuses deploy of shop:latest: gate signed-by: not signed"),
+		"sign it with a trusted key: k2 sign shop:latest --key <private key>; nothing was changed")
+	h.refuse = refusal
+	m, _ := h.model(tui.Options{})
+	d := drive(t, m)
+	d.untilScreen("Which cluster artifact?", 10*time.Second)
+	d.key("down")
+	d.typ(h.dir)
+	d.key("enter")
+	d.untilScreen("Artifact shop:latest", 30*time.Second)
+	d.key("enter")
+	d.untilScreen("Provider", 30*time.Second)
+	d.clear()
+	d.typ("dev")
+	d.key("enter")
+	d.key("enter")
+	d.untilScreen("stateDir", 10*time.Second)
+	d.typ(filepath.Join(h.home, "machines"))
+	d.key("enter")
+	d.typ("host")
+	d.key("enter")
+	d.key("enter")
+	d.typ(token)
+	d.key("enter")
+	d.key("enter")
+	d.typ("hello")
+	d.key("enter")
+	d.untilScreen("gate signed-by: not signed", 30*time.Second)
+	if step(d) != common.StepSettings {
+		t.Fatalf("a refused artifact left the settings")
+	}
+	// Let it through the settings, then refuse at the deploy.
+	h.mu.Lock()
+	h.refuse = nil
+	h.mu.Unlock()
+	for range 6 {
+		d.key("enter")
+	}
+	d.untilScreen("Review the plan", 30*time.Second)
+	h.mu.Lock()
+	h.refuse = refusal
+	h.mu.Unlock()
+	d.key("enter")
+	d.until("the deploy to fail", 30*time.Second, phase(d, deploy.Failed))
+	if v := d.m.View(); !strings.Contains(v, "gate signed-by: not signed") || !strings.Contains(v, "k2 sign shop:latest") {
+		t.Errorf("the deploy's refusal:\n%s", v)
+	}
+	s, err := state.Open(context.Background(), h.home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.GetEnv(context.Background(), "dev"); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("a refused deploy created the environment: %v", err)
 	}
 }

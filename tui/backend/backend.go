@@ -42,6 +42,10 @@ type Options struct {
 	// Keys verify artifacts' signatures; without keys the installer only
 	// says whether an artifact is signed.
 	Keys []*sign.PublicKey
+	// Gates refuses a deploy of a to env (with op) that env's signature
+	// or approval gates, or Keys, do not let in: promote.Gates, given by
+	// the caller. Nil lets everything in.
+	Gates func(ctx context.Context, s *state.Store, env *state.Environment, a *artifact.Artifact, op state.Op) error
 	// Level is the lowest level the log pane shows (default info).
 	Level slog.Level
 	// Command is recorded as the holder of the environment's lock.
@@ -50,6 +54,9 @@ type Options struct {
 
 // StepsRequest is what the deploy steps are made for.
 type StepsRequest struct {
+	// Op is the deployment's: an upgrade (resumed) applies only the
+	// layers that changed since the environment's last deploy.
+	Op             state.Op
 	Provider       engine.Provider
 	ProviderConfig sdk.Config
 	Artifact       *artifact.Artifact

@@ -2,7 +2,6 @@ package backend
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -69,7 +68,10 @@ type DeployRequest struct {
 	Artifact       *artifact.Artifact
 	// ArtifactRef is recorded in the history; default Artifact.Ref.
 	ArtifactRef string
-	Sets        map[string]string
+	// Op is the deployment's (default deploy; a resume passes the op of
+	// the deployment it continues).
+	Op   state.Op
+	Sets map[string]string
 	// Resume: ResumeAuto for a new deploy, ResumeRequired to retry or
 	// resume the environment's unfinished one.
 	Resume engine.ResumeMode
@@ -77,36 +79,71 @@ type DeployRequest struct {
 	RollbackOnly bool
 }
 
-// Deploy starts r in the background (engine.Go): it creates the
-// environment if needed and runs engine.DeployArtifact with the cluster
-// steps, holding the environment's lock.
+// Deploy starts r in the background (engine.Go): it checks the
+// environment's gates, creates the environment if needed and runs
+// engine.DeployArtifact with the cluster steps, holding the environment's
+// lock.
 func (b *Backend) Deploy(ctx context.Context, r DeployRequest) *engine.Running {
 	return engine.Go(ctx, func(ctx context.Context, on func(engine.Event)) (*engine.DeployResult, error) {
 		s, err := b.State(ctx)
 		if err != nil {
 			return nil, err
 		}
-		env, err := s.GetEnv(ctx, r.Env)
-		if errors.Is(err, state.ErrNotFound) && r.Provider != "" {
-			env, err = s.CreateEnv(ctx, state.Environment{Name: r.Env, Provider: r.Provider, ProviderConfig: []byte(r.ProviderConfig)})
-		}
+		env, exists, err := engine.DeployEnv(ctx, s, r.Env, r.Provider)
 		if err != nil {
-			return nil, engine.UserError(err)
+			return nil, err
+		}
+		if r.Op == "" {
+			r.Op = state.OpDeploy
+		}
+		if !r.RollbackOnly {
+			if err := b.checkGates(ctx, s, env, r.Artifact, r.Op); err != nil {
+				return nil, err
+			}
+		}
+		if !exists {
+			env, err = s.CreateEnv(ctx, state.Environment{Name: r.Env, Provider: r.Provider,
+				ProviderConfig: []byte(r.ProviderConfig), ProviderConfigRef: "set in k2 install"})
+			if err != nil {
+				return nil, engine.UserError(err)
+			}
 		}
 		c, err := b.Provider(ctx, env.Provider)
 		if err != nil {
 			return nil, err
 		}
 		return engine.DeployArtifact(ctx, s, engine.ArtifactDeploy{
-			Env: r.Env, Provider: env.Provider, Resume: r.Resume, RollbackOnly: r.RollbackOnly,
+			Env: r.Env, Provider: env.Provider, Op: r.Op, Resume: r.Resume, RollbackOnly: r.RollbackOnly,
 			Artifact: r.Artifact, ArtifactRef: r.ArtifactRef, Client: c, Sets: r.Sets,
 			Command: b.opts.Command,
 			Steps: b.opts.Steps(StepsRequest{
-				Provider: c, ProviderConfig: sdk.Config(env.ProviderConfig), Artifact: r.Artifact, Logger: b.logger,
+				Op: r.Op, Provider: c, ProviderConfig: sdk.Config(env.ProviderConfig), Artifact: r.Artifact, Logger: b.logger,
 			}),
 			OnEvent: on, Logger: b.logger,
 		})
 	})
+}
+
+// CheckGates tells whether env's gates (and the keys given) let a in: nil,
+// or the refusal naming the gates and what to do. env need not exist yet
+// (a new one has no gates; the keys still apply).
+func (b *Backend) CheckGates(ctx context.Context, env, provider string, a *artifact.Artifact) error {
+	s, err := b.State(ctx)
+	if err != nil {
+		return err
+	}
+	e, _, err := engine.DeployEnv(ctx, s, env, provider)
+	if err != nil {
+		return err
+	}
+	return b.checkGates(ctx, s, e, a, state.OpDeploy)
+}
+
+func (b *Backend) checkGates(ctx context.Context, s *state.Store, env *state.Environment, a *artifact.Artifact, op state.Op) error {
+	if b.opts.Gates == nil {
+		return nil
+	}
+	return b.opts.Gates(ctx, s, env, a, op)
 }
 
 // Resumable is an environment's unfinished deployment, ready to resume.

@@ -29,8 +29,9 @@ type Choices struct {
 	Plan             *engine.Plan
 	ProviderWarnings []string
 	// Resume: the deploy continues the environment's unfinished one
-	// (k2 install --resume ENV).
+	// (k2 install --resume ENV), whose op is Op.
 	Resume bool
+	Op     state.Op
 }
 
 // PlanRequest returns the inputs of the plan the choices make.

@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"k2.dev/k2/artifact"
+	"k2.dev/k2/artifact/sign"
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/host"
@@ -221,13 +222,18 @@ func checkGates(ctx context.Context, g *globals, d *deployFlags, in *deployInput
 	if err != nil {
 		return err
 	}
-	digest := in.artifact.Descriptor.Digest.String()
-	gates := &promote.Gates{State: in.state, Artifacts: in.store, Remote: d.remote.options(g), Home: g.home}
-	res, err := gates.Check(ctx, promote.Subject{Env: in.env, Op: op, Digest: digest, Ref: ref, VerifyKeys: keys})
+	return gateCheck(ctx, g, in.state, in.store, in.env, ref, in.artifact.Descriptor.Digest.String(), op, keys, d.remote.options(g))
+}
+
+// gateCheck checks a deploy of digest (at ref) to env against env's gates
+// and keys: nil, or promote.Refusal's error naming the gates that refused.
+func gateCheck(ctx context.Context, g *globals, s *state.Store, store *artifact.Store, env *state.Environment, ref, digest string, op state.Op, keys []*sign.PublicKey, remote artifact.RemoteOptions) error {
+	gates := &promote.Gates{State: s, Artifacts: store, Remote: remote, Home: g.home}
+	res, err := gates.Check(ctx, promote.Subject{Env: env, Op: op, Digest: digest, Ref: ref, VerifyKeys: keys})
 	if err != nil {
 		return err
 	}
-	return promote.Refusal(in.env.Name, op, digest, ref, res)
+	return promote.Refusal(env.Name, op, digest, ref, res)
 }
 
 // apiWarnings sends the API server's deprecation warnings to the debug log.

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
+	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/provision/cluster"
 	"k2.dev/k2/provision/engine"
@@ -44,12 +45,15 @@ as 'k2 deploy --dry-run' prints it, and watch the deploy: a row per step and
 machine, the log on 'l'. A failure offers retry, roll back or resume later;
 Ctrl-C asks before it stops, and a stopped deploy stays resumable with
 'k2 install --resume ENV' (or 'k2 resume ENV'). It ends with the kubeconfig,
-a kubectl command, the Apps' URLs and 'k2 status'.
+a kubectl command, the Apps' URLs and 'k2 status'. The environment's
+signature and approval gates (and --verify-key) apply as they do to
+'k2 deploy'.
 
 It needs a terminal (80×24 or larger); NO_COLOR turns colours off. Without a
 terminal, use 'k2 deploy REF --provider P --env E', which does the same.`,
 		Example: `  k2 install
   k2 install hello:v1
+  k2 install --verify-key cosign.pub
   k2 install --resume dev`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -67,7 +71,7 @@ terminal, use 'k2 deploy REF --provider P --env E', which does the same.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.resume, "resume", "", "continue ENV's interrupted or failed deploy from its journal")
-	cmd.Flags().StringArrayVar(&f.keys, "key", nil, "public key (PEM) to verify the artifact's signature with (repeatable); without one the installer only says whether it is signed")
+	cmd.Flags().StringArrayVar(&f.keys, "verify-key", nil, "require a valid signature by this public key (repeatable: any of them), as k2 deploy --verify-key; the artifact page shows the check")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
 	f.remote.register(cmd)
 	return cmd
@@ -97,13 +101,29 @@ func runInstall(ctx context.Context, g *globals, f *installFlags, ref string) er
 				// Client-side Kubernetes logs go to the log pane, not over the screen.
 				rest.SetDefaultWarningHandler(apiWarnings{sr.Logger})
 				klog.SetSlogLogger(sr.Logger)
-				return cluster.Steps(cluster.Options{
-					Home: g.home, K2Binary: self, Provider: sr.Provider, ProviderConfig: sr.ProviderConfig,
-					Artifact: sr.Artifact, ReadyTimeout: f.timeout, Logger: sr.Logger,
-				})
+				return func(st *engine.State) []engine.Step {
+					var prev map[string]string
+					if sr.Op != state.OpDeploy { // a resumed upgrade, as k2 resume runs it
+						var err error
+						if prev, err = cluster.PreviousLayers(context.Background(), st.Store, st.Env.Name); err != nil {
+							sr.Logger.Warn("reading the layers of the last deploy; applying every layer", "err", err)
+						}
+					}
+					return cluster.Steps(cluster.Options{
+						Home: g.home, K2Binary: self, Provider: sr.Provider, ProviderConfig: sr.ProviderConfig,
+						Artifact: sr.Artifact, Previous: prev, ReadyTimeout: f.timeout, Logger: sr.Logger,
+					})(st)
+				}
 			},
 			Status: func(ctx context.Context, s *state.Store, env string) (*backend.Status, error) {
 				return installStatus(ctx, g, s, env)
+			},
+			Gates: func(ctx context.Context, s *state.Store, env *state.Environment, a *artifact.Artifact, op state.Op) error {
+				store, err := g.openStore(ctx)
+				if err != nil {
+					return err
+				}
+				return gateCheck(ctx, g, s, store, env, a.Ref, a.Descriptor.Digest.String(), op, keys, f.remote.options(g))
 			},
 		},
 	}

@@ -73,7 +73,7 @@ type (
 // New returns the page for the choices; Init starts the deploy.
 func New(c *common.Common) *Page {
 	ch := c.Choices
-	req := backend.DeployRequest{Env: ch.Env, Artifact: ch.Artifact, Sets: ch.Sets}
+	req := backend.DeployRequest{Env: ch.Env, Artifact: ch.Artifact, Sets: ch.Sets, Op: ch.Op}
 	if ch.EnvRecord == nil && ch.Provider != nil {
 		req.Provider, req.ProviderConfig = ch.Provider.Name, ch.ProviderConfig
 	}

@@ -294,6 +294,9 @@ func (p *Page) check() tea.Cmd {
 			return validatedMsg{gen: gen, cfg: cfg, err: err}
 		}
 		diags, err := b.Validate(ctx, ch.Provider.Name, cfg, plan)
+		if err == nil && !diags.HasErrors() {
+			err = b.CheckGates(ctx, ch.Env, ch.Provider.Name, ch.Artifact)
+		}
 		return validatedMsg{gen: gen, plan: plan, cfg: cfg, diags: diags, err: err}
 	})
 }
