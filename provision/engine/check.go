@@ -76,7 +76,7 @@ func expandable(values map[string]string, templates ...string) bool {
 
 // capabilityErrors returns the *CapabilityErrors in err's tree.
 func capabilityErrors(err error) []error {
-	switch x := err.(type) {
+	switch x := err.(type) { //nolint:errorlint // walks the tree itself
 	case nil:
 		return nil
 	case *CapabilityError:

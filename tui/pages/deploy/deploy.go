@@ -282,7 +282,7 @@ func (p *Page) Interrupt() (common.Page, tea.Cmd, bool) {
 	return p, common.Quit(p.exitError()), true
 }
 
-// Typing: nothing to type.
+// Typing reports false: nothing to type.
 func (p *Page) Typing() bool { return false }
 
 // SetSize sets the page's size.

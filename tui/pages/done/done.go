@@ -149,7 +149,7 @@ func (p *Page) SetSize(w, h int) {
 	p.vp.Height = max(1, h-strings.Count(p.header(), "\n")-1)
 }
 
-// Typing: nothing to type.
+// Typing reports false: nothing to type.
 func (p *Page) Typing() bool { return false }
 
 // ShortHelp is the footer.

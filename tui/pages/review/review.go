@@ -118,7 +118,7 @@ func (p *Page) SetSize(w, h int) {
 	p.vp.Height = max(3, h-strings.Count(p.header(), "\n")-2)
 }
 
-// Typing: nothing to type.
+// Typing reports false: nothing to type.
 func (p *Page) Typing() bool { return false }
 
 // ShortHelp is the footer.

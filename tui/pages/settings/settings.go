@@ -387,7 +387,7 @@ func (p *Page) checked(msg validatedMsg) (common.Page, tea.Cmd) {
 	return p, common.Next(common.StepSettings)
 }
 
-// Typing: the form's inputs always have focus.
+// Typing reports true: the form's inputs always have focus.
 func (p *Page) Typing() bool { return p.form != nil && !p.checking }
 
 // SetSize sets the page's size.
