@@ -9,7 +9,7 @@ import (
 
 	"github.com/digitalocean/go-libvirt"
 
-	"k2.dev/k2/internal/cidata"
+	"k2.dev/k2/internal/fatfs"
 	"k2.dev/k2/providers/sdk"
 )
 
@@ -162,7 +162,7 @@ func (c *conn) create(ctx context.Context, req *sdk.CreateRequest, m sdk.Machine
 	if err := c.ensureVolume(ctx, p, vols.Console, 0); err != nil {
 		return dom, err
 	}
-	ci, err := cidata.NoCloud(req.Bootstrap.UserData, m.Name)
+	ci, err := fatfs.Cidata(req.Bootstrap.UserData, m.Name)
 	if err != nil {
 		return dom, userErrorf("bootstrap.userData", "making the cidata volume: %v", err)
 	}
