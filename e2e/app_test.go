@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 func writeFiles(t *testing.T, files map[string]string) string {
@@ -47,22 +49,7 @@ spec:
   replicas: 2
   env: [{name: GREETING, value: hello}]
 `,
-		"api.yaml": `kind: ConfigMap
-metadata: {name: api-settings}
-data: {mode: prod}
----
-kind: Deployment
-metadata: {name: api}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec: {containers: [{name: api, image: registry.local/api:v1}]}
----
-kind: Service
-metadata: {name: api}
-spec: {selector: {app: api}, ports: [{port: 80}]}
-`,
+		"api.yaml": testutil.Fixture("versionless.yaml"),
 	})
 	r := mustK2(t, home, "apply", "-f", manifests, "--kubeconfig", s.Kubeconfig(), "-o", "json")
 	var res struct {
@@ -86,7 +73,7 @@ spec: {selector: {app: api}, ports: [{port: 80}]}
 	}
 	// Stored under the stable version: the server recorded k2's apply as such.
 	for _, k := range []struct{ res, name, want string }{
-		{"deployment", "api", "apps/v1"}, {"service", "api", "v1"}, {"configmap", "api-settings", "v1"}, {"apps.k2.dev", "web", "k2.dev/v1"},
+		{"deployment", "api", "apps/v1"}, {"service", "api", "v1"}, {"configmap", "settings", "v1"}, {"apps.k2.dev", "web", "k2.dev/v1"},
 	} {
 		got := s.mustKubectl("get", k.res, k.name, "-o", `jsonpath={.metadata.managedFields[?(@.manager=="k2")].apiVersion}`)
 		if got != k.want {

@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/provision/agent"
 	"k2.dev/k2/provision/node/pause"
 )
@@ -130,7 +131,7 @@ type scaleStep struct {
 func runSimScale(b *testing.B, steps []int, window time.Duration, profileDir string) {
 	start := time.Now()
 	dir := b.TempDir()
-	debugAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
+	debugAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(b))
 	s := startServer(b, filepath.Join(dir, "server"), "--cluster-cidr", "10.128.0.0/12", "--debug-addr", debugAddr)
 	m := joinAddrRE.FindStringSubmatch(s.log.String())
 	if m == nil {

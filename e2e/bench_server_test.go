@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // BenchmarkControlPlane measures `k2 server` in one run: cold start to
@@ -149,7 +151,7 @@ func etcdLoad(b *testing.B) (float64, bool) {
 		return 0, false
 	}
 	dir := b.TempDir()
-	client, peer := freePort(b), freePort(b)
+	client, peer := testutil.FreePort(b), testutil.FreePort(b)
 	cmd := exec.Command(etcd, "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:"+strconv.Itoa(client), "--advertise-client-urls", "http://127.0.0.1:"+strconv.Itoa(client),
 		"--listen-peer-urls", "http://127.0.0.1:"+strconv.Itoa(peer), "--initial-advertise-peer-urls", "http://127.0.0.1:"+strconv.Itoa(peer),

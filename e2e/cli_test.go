@@ -27,3 +27,33 @@ func TestCLIBasics(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretsNeverShown: secrets come from a flag, a file or the
+// environment at run time and are never flag defaults, so neither help nor a
+// usage error shows one; two sources are refused without echoing either.
+func TestSecretsNeverShown(t *testing.T) {
+	home := t.TempDir()
+	env := []string{"K2_AGENT_TOKEN=secret", "K2_DATASTORE_ENDPOINT=postgres://k2:secret@127.0.0.1:1/k2"}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"agent", "--help"}, 0, "--token-file"},
+		{[]string{"agent", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"agent", "cleanup", "--help"}, 0, "cleanup"},
+		{[]string{"server", "--help"}, 0, "--datastore-endpoint-file"},
+		{[]string{"server", "--bogus"}, 2, "unknown flag: --bogus"},
+		{[]string{"agent", "--server", "https://127.0.0.1:1", "--token", "tok3n-fl4g"}, 2, "the join token is given 2 ways (--token, $K2_AGENT_TOKEN)"},
+		{[]string{"server", "--datastore-endpoint", "etcd://127.0.0.1:1"}, 2, "the datastore endpoint is given 2 ways"},
+	} {
+		r := k2Env(t, home, env, tc.args...)
+		all := r.Stdout + r.Stderr
+		if r.Code != tc.code || !strings.Contains(all, tc.want) {
+			t.Errorf("k2 %v: exit %d, want %d with %q:\n%s", tc.args, r.Code, tc.code, tc.want, all)
+		}
+		if strings.Contains(all, "secret") || strings.Contains(all, "tok3n-fl4g") {
+			t.Errorf("k2 %v shows a secret:\n%s", tc.args, all)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // TestInitConfigNotPID1 is the path a machine that is already booted takes
@@ -36,13 +38,13 @@ func TestInitConfigNotPID1(t *testing.T) {
 	type machine struct {
 		name, ns, config, socket string
 		cmd                      *exec.Cmd
-		out                      *syncBuffer
+		out                      *testutil.SyncBuffer
 		done                     chan error
 	}
 	var ms []*machine
 	for _, m := range []*machine{{name: "cp", ns: cpNS, config: "control-plane.yaml"}, {name: "w1", ns: wNS, config: "worker-1.yaml"}} {
 		m.socket = filepath.Join(dir, m.name+".sock")
-		m.out = &syncBuffer{}
+		m.out = &testutil.SyncBuffer{}
 		m.cmd = nsCommand(ctx, m.ns, k2Bin, "init", "--config", filepath.Join(dir, m.config), "--data-dir", filepath.Join(dir, m.name), "--socket", m.socket)
 		m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 		if err := m.cmd.Start(); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/providers/host"
 	"k2.dev/k2/providers/sdk"
 )
@@ -124,14 +125,14 @@ func (s *server) joinURL(t *testing.T) string {
 // agentProc is a `k2 agent` process.
 type agentProc struct {
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 	err  error
 }
 
 func startAgent(t *testing.T, home string, args ...string) *agentProc {
 	t.Helper()
-	a := &agentProc{log: &syncBuffer{}, done: make(chan struct{})}
+	a := &agentProc{log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	// Several agents on this host's network: simulated pods (real nodes
 	// on one network would clash; the local provider's namespaces are how
 	// they share a host).

@@ -4,19 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // server is a `k2 server` process started by a test.
@@ -25,46 +25,18 @@ type server struct {
 	DataDir string
 	Port    int
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *testutil.SyncBuffer
 	done    chan struct{}
 	exitErr error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// freePort returns a loopback TCP port that is free right now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // startServer runs `k2 server` on dataDir with free ports and waits until it
 // reports ready. The process is killed when the test ends if still running.
 func startServer(t testing.TB, dataDir string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, DataDir: dataDir, Port: freePort(t), log: &syncBuffer{}, done: make(chan struct{})}
+	s := &server{t: t, DataDir: dataDir, Port: testutil.FreePort(t), log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	args := append([]string{"server", "--data-dir", dataDir, "--bind-address", "127.0.0.1",
-		"--port", strconv.Itoa(s.Port), "--join-port", strconv.Itoa(freePort(t))}, extra...)
+		"--port", strconv.Itoa(s.Port), "--join-port", strconv.Itoa(testutil.FreePort(t))}, extra...)
 	s.cmd = exec.Command(k2Bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
@@ -117,12 +89,12 @@ func parseCount(t testing.TB, query, out string) int {
 	return n
 }
 
-// applyWorkload applies workloadYAML with the real kubectl and waits until
+// applyWorkload applies testutil's workload.yaml with the real kubectl and waits until
 // the in-process controllers made its ReplicaSet and 2 Pods.
 func (s *server) applyWorkload(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	manifest := filepath.Join(t.TempDir(), "web.yaml")
-	if err := os.WriteFile(manifest, []byte(workloadYAML), 0o644); err != nil {
+	if err := os.WriteFile(manifest, []byte(testutil.Fixture("workload.yaml")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	s.mustKubectl("apply", "-f", manifest)

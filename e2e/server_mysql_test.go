@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // myServer is a throwaway MariaDB (or MySQL) started by a test: its own
@@ -21,7 +23,7 @@ type myServer struct {
 	Socket string
 	client string
 	cmd    *exec.Cmd
-	log    *syncBuffer
+	log    *testutil.SyncBuffer
 	done   chan struct{}
 }
 
@@ -65,7 +67,7 @@ func startMySQL(t testing.TB) *myServer {
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v\n%s", installDB, err, out)
 	}
-	m := &myServer{Port: freePort(t), Socket: filepath.Join(dir, "mysql.sock"), client: client, log: &syncBuffer{}, done: make(chan struct{})}
+	m := &myServer{Port: testutil.FreePort(t), Socket: filepath.Join(dir, "mysql.sock"), client: client, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	m.cmd = exec.Command(server, append([]string{"--no-defaults", "--datadir=" + data, "--socket=" + m.Socket,
 		"--port=" + strconv.Itoa(m.Port), "--bind-address=127.0.0.1", "--skip-name-resolve",
 		"--pid-file=" + filepath.Join(dir, "mysqld.pid")}, asUser...)...)
@@ -122,7 +124,7 @@ func refusesEndpoint(t *testing.T, endpoint string) (string, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, k2Bin, "server", "--data-dir", t.TempDir(), "--bind-address", "127.0.0.1",
-		"--port", strconv.Itoa(freePort(t)), "--join-port", strconv.Itoa(freePort(t)), "--datastore-endpoint", endpoint)
+		"--port", strconv.Itoa(testutil.FreePort(t)), "--join-port", strconv.Itoa(testutil.FreePort(t)), "--datastore-endpoint", endpoint)
 	out, _ := cmd.CombinedOutput()
 	return string(out), ctx.Err() == nil && strings.Contains(string(out), "datastore endpoint")
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // pgServer is a throwaway PostgreSQL started by a test: its own cluster in a
@@ -20,7 +22,7 @@ type pgServer struct {
 	Port int
 	Dir  string
 	cmd  *exec.Cmd
-	log  *syncBuffer
+	log  *testutil.SyncBuffer
 	done chan struct{}
 }
 
@@ -96,7 +98,7 @@ func startPostgres(t testing.TB, settings ...string) *pgServer {
 	if out, err := run(initdb, "-D", data, "--auth=trust", "-U", "k2", "-E", "UTF8", "--no-locale", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
-	p := &pgServer{Port: freePort(t), Dir: dir, log: &syncBuffer{}, done: make(chan struct{})}
+	p := &pgServer{Port: testutil.FreePort(t), Dir: dir, log: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	args := []string{"-D", data, "-k", dir, "-p", strconv.Itoa(p.Port), "-c", "listen_addresses=127.0.0.1"}
 	for _, s := range settings {
 		args = append(args, "-c", s)
@@ -118,7 +120,7 @@ func startPostgres(t testing.TB, settings ...string) *pgServer {
 // ends (sig, then SIGKILL of its process group after grace) and waits until
 // its log shows ready, failing the test if it exits first or takes longer
 // than wait.
-func superviseDB(t testing.TB, name string, cmd *exec.Cmd, log *syncBuffer, done chan struct{}, sig syscall.Signal, grace time.Duration, ready string, wait time.Duration) {
+func superviseDB(t testing.TB, name string, cmd *exec.Cmd, log *testutil.SyncBuffer, done chan struct{}, sig syscall.Signal, grace time.Duration, ready string, wait time.Duration) {
 	t.Helper()
 	t.Cleanup(func() {
 		pgid := cmd.Process.Pid

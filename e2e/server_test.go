@@ -14,28 +14,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-)
 
-const workloadYAML = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec: {containers: [{name: web, image: registry.invalid/web:1}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web}
-spec: {selector: {app: web}, ports: [{port: 80}]}
----
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: web}
-data: {greeting: hello}
-`
+	"k2.dev/k2/internal/testutil"
+)
 
 // TestServerWithKubectl drives `k2 server` with the real kubectl: namespaces,
 // a stable-only API list, a workload whose Deployment gets a ReplicaSet and
@@ -81,7 +62,7 @@ func TestServerWithKubectl(t *testing.T) {
 		return nil
 	})
 
-	if r := k2(t, t.TempDir(), "server", "--data-dir", dir, "--port", fmt.Sprint(freePort(t)), "--join-port", fmt.Sprint(freePort(t))); r.Code == 0 || !strings.Contains(r.Stderr, "in use by another k2") {
+	if r := k2(t, t.TempDir(), "server", "--data-dir", dir, "--port", fmt.Sprint(testutil.FreePort(t)), "--join-port", fmt.Sprint(testutil.FreePort(t))); r.Code == 0 || !strings.Contains(r.Stderr, "in use by another k2") {
 		t.Errorf("second server on the same data dir: exit %d, stderr:\n%s", r.Code, r.Stderr)
 	}
 

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // checkCleanStop stops env's machines one by one the way an operator or
@@ -157,7 +159,7 @@ func TestServerNamesFailingComponent(t *testing.T) {
 	busy := ln.Addr().(*net.TCPAddr).Port
 	dir := t.TempDir()
 	cmd := exec.Command(k2Bin, "server", "--data-dir", dir, "--bind-address", "127.0.0.1",
-		"--port", strconv.Itoa(freePort(t)), "--join-port", strconv.Itoa(busy))
+		"--port", strconv.Itoa(testutil.FreePort(t)), "--join-port", strconv.Itoa(busy))
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("k2 server with a busy --join-port succeeded:\n%s", out)

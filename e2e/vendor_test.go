@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"k2.dev/k2/internal/imagetest"
+	"k2.dev/k2/internal/testutil"
 )
 
 // TestBuildVendorImages: an image built by the test is pushed to Debian's
@@ -94,7 +95,7 @@ func TestBuildVendorImages(t *testing.T) {
 	}
 
 	// An image nobody serves: exit 5, naming the image and where it is used.
-	gone := fmt.Sprintf("127.0.0.1:%d/test/gone:1", freePort(t))
+	gone := fmt.Sprintf("127.0.0.1:%d/test/gone:1", testutil.FreePort(t))
 	bad := writeFiles(t, map[string]string{"K8sfile": "FROM scratch\nAPP web image=" + gone + "\n"})
 	r = k2(t, t.TempDir(), "build", "--vendor-images", "-t", "bad:v1", bad)
 	if r.Code != 5 || !strings.Contains(r.Stderr, "K8sfile:2:1: APP: image "+gone+" (APP web): pulling") {

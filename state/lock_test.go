@@ -2,7 +2,6 @@ package state_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/state"
 )
 
@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 func TestLockAcrossProcesses(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	s := open(t, home, state.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
@@ -213,21 +213,4 @@ func TestConcurrentWriters(t *testing.T) {
 			t.Errorf("%s: %s", r.Key, r.State)
 		}
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

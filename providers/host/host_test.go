@@ -1,7 +1,6 @@
 package host_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,13 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/host"
 	"k2.dev/k2/providers/providertest"
@@ -107,30 +106,12 @@ func TestExampleConformance(t *testing.T) {
 		providertest.WithConfig(func(t *testing.T) sdk.Config { return stateConfig(t.TempDir(), "0s") }))
 }
 
-// syncBuffer is a bytes.Buffer safe for the relay goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestKillMidCreate kills the plugin process while Create is booting a
 // machine: the host must name the plugin and say it crashed, and a retry
 // with the same request id in a new plugin process must not duplicate it.
 func TestKillMidCreate(t *testing.T) {
 	state := t.TempDir()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	c := launch(t, slog.New(slog.NewTextHandler(&logs, nil)))
 	ms := []sdk.MachineRequest{{Name: "m0", Class: "small"}, {Name: "m1", Class: "small"}}
 	booting := make(chan struct{}, 4)
@@ -306,7 +287,7 @@ func TestHungAtLaunch(t *testing.T) {
 func TestReattachDebugMode(t *testing.T) {
 	cmd := exec.Command(filepath.Join(pluginDir, "k2-provider-example"))
 	cmd.Env = append(os.Environ(), sdk.DebugEnv+"=1")
-	stderr := &syncBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -29,6 +29,7 @@ import (
 
 	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/atomicfile"
+	"k2.dev/k2/internal/freeport"
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/controlplane"
 	"k2.dev/k2/provision/engine"
@@ -140,7 +141,9 @@ func (c *run) identity(ctx context.Context, st *engine.State) error {
 	if err := st.Store.PutSecret(ctx, st.Env.Name, state.SecretJoinToken, []byte(tok.String())); err != nil {
 		return err
 	}
-	id := identity{Port: freePort(), JoinPort: freePort(), Token: tok.String()}
+	port, _ := freeport.Get() // 0 if none: the server's default
+	joinPort, _ := freeport.Get()
+	id := identity{Port: port, JoinPort: joinPort, Token: tok.String()}
 	if st.Plan != nil && usesMachineConfig(st.Plan.Bootstrap) {
 		// Machines of their own: the well-known ports.
 		id.Port, id.JoinPort = machineconfig.DefaultPort, machineconfig.DefaultJoinPort
@@ -295,15 +298,6 @@ func (c *run) restConfig(ctx context.Context, st *engine.State) (*rest.Config, e
 // KubeconfigPath is the admin kubeconfig k2 keeps for an environment.
 func KubeconfigPath(home, env string) string {
 	return filepath.Join(Dir(home, env), controlplane.AdminKubeconfig)
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // funcStep is a step made of a function; its Cleanup does nothing (the

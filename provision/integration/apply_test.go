@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/provision/apply"
 )
 
@@ -36,23 +37,7 @@ func managedAPIVersion(t *testing.T, gvr schema.GroupVersionResource, ns, name s
 // version.
 func TestApplyVersionless(t *testing.T) {
 	ns := namespace(t, "versionless")
-	res := applyYAML(t, ns, `
-kind: ConfigMap
-metadata: {name: settings}
-data: {mode: prod}
----
-kind: Deployment
-metadata: {name: api}
-spec:
-  selector: {matchLabels: {app: api}}
-  template:
-    metadata: {labels: {app: api}}
-    spec: {containers: [{name: api, image: registry.local/api:v1}]}
----
-kind: Service
-metadata: {name: api}
-spec: {selector: {app: api}, ports: [{port: 80}]}
----
+	res := applyYAML(t, ns, testutil.Fixture("versionless.yaml")+`---
 kind: App
 metadata: {name: shop}
 spec: {image: registry.local/shop:v1, ports: [8080]}

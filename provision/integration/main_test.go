@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"k2.dev/k2/internal/freeport"
 	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/provision/app"
 	"k2.dev/k2/provision/controlplane"
@@ -46,7 +46,7 @@ func run(m *testing.M) int {
 	if os.Getenv("K2_TEST_VERBOSE") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -89,15 +89,6 @@ func run(m *testing.M) int {
 		return 1
 	}
 	return code
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func waitUntil(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {

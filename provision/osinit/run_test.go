@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"k2.dev/k2/internal/join"
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/provision/machineconfig"
 	"k2.dev/k2/provision/pki"
 )
@@ -43,24 +44,6 @@ while :; do sleep 0.1; done
 		t.Fatal(err)
 	}
 	return bin, dir
-}
-
-// syncBuf is a bytes.Buffer safe for the console's writers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func waitFor(t *testing.T, what string, d time.Duration, f func() bool) {
@@ -108,7 +91,7 @@ func TestRunSupervisesAgent(t *testing.T) {
 	b, _ := machineconfig.Encode(cfg, false)
 	cfgFile := filepath.Join(dir, "machine.yaml")
 	os.WriteFile(cfgFile, b, 0o600)
-	var out syncBuf
+	var out testutil.SyncBuffer
 	socket := filepath.Join(dir, "init.sock")
 	ctx := context.Background()
 	done := make(chan error, 1)
@@ -172,7 +155,7 @@ func TestRunRetriesUntilConfig(t *testing.T) {
 	tok := newToken(t)
 	cidata := &switchSource{name: "cidata", err: ErrNoConfig}
 	sources := []Source{&fakeSource{name: "kernel command line", err: ErrNoConfig}, cidata, &fakeSource{name: "IMDS", err: ErrNoConfig}}
-	var out syncBuf
+	var out testutil.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

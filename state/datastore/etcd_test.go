@@ -19,6 +19,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // testPKI writes an etcd CA and one certificate (server and client auth,
@@ -55,16 +57,6 @@ func testPKI(t *testing.T) TLSFiles {
 	return TLSFiles{CA: caPath, ServerCert: cert, ServerKey: keyPath, PeerCert: cert, PeerKey: keyPath, ClientCert: cert, ClientKey: keyPath}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type testMember struct {
 	dir string
 	cfg EtcdConfig
@@ -74,8 +66,8 @@ type testMember struct {
 func newMember(t *testing.T, name string, tls TLSFiles) *testMember {
 	return &testMember{dir: t.TempDir(), cfg: EtcdConfig{
 		Name:      name,
-		ClientURL: "https://127.0.0.1:" + strconv.Itoa(freePort(t)),
-		PeerURL:   "https://127.0.0.1:" + strconv.Itoa(freePort(t)),
+		ClientURL: "https://127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)),
+		PeerURL:   "https://127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)),
 		TLS:       tls,
 	}}
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,12 +38,16 @@ func hostMemory() string {
 	return "4Gi"
 }
 
+// agentFlags are k2 agent's flags.
+type agentFlags struct {
+	o                   agent.Options
+	labels, cpu, memory string
+	runtimeName, server string
+	token               secretFlag
+}
+
 func newAgentCmd(g *globals) *cobra.Command {
-	var (
-		o                       agent.Options
-		labels, cpu, memory     string
-		runtimeName, server, tk string
-	)
+	a := agentFlags{token: secretFlag{name: "token", env: "K2_AGENT_TOKEN", what: "join token"}}
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --token TOKEN",
 		Short: "Join this machine to a k2 cluster and run the pods bound to it",
@@ -82,60 +87,68 @@ the agents they start.`,
   k2 agent --server https://127.0.0.1:6443 --token "$TOKEN" --node-name w1 \
       --labels k2.dev/pool=gpu --cpu 4 --memory 8Gi --data-dir /tmp/w1`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			o.ServerURL, o.Token, o.RuntimeName = server, tk, runtimeName
-			if o.DataDir == "" {
-				o.DataDir = filepath.Join(g.home, "agent")
-			}
-			if o.ServerURL == "" {
-				return usererr.Usage("--server is required (or K2_AGENT_SERVER)")
-			}
-			var err error
-			if o.CPU, err = resource.ParseQuantity(cpu); err != nil {
-				return usererr.Usage("--cpu %q: %v", cpu, err)
-			}
-			if o.Memory, err = resource.ParseQuantity(memory); err != nil {
-				return usererr.Usage("--memory %q: %v", memory, err)
-			}
-			if labels != "" {
-				o.Labels = map[string]string{}
-				for _, kv := range strings.Split(labels, ",") {
-					k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-					if !ok || k == "" {
-						return usererr.Usage("--labels: %q is not key=value", kv)
-					}
-					o.Labels[k] = v
-				}
-			}
-			if _, ok := agent.Runtimes[o.RuntimeName]; !ok && o.RuntimeName != agent.RuntimeAuto && o.RuntimeName != agent.RuntimeKubelet {
-				return usererr.Usage("--runtime %q: use auto, kubelet or sim", o.RuntimeName)
-			}
-			if self, err := os.Executable(); err == nil {
-				o.K2Binary = self
-			}
-			o.Logger = g.logger()
-			if err := agent.Run(cmd.Context(), o); err != nil {
-				return usererr.Wrap(usererr.KindFailure, err, "")
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context(), g, &a) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&server, "server", os.Getenv("K2_AGENT_SERVER"), "API server URL, https://host:6443")
-	f.StringVar(&tk, "token", os.Getenv("K2_AGENT_TOKEN"), "join token (K2<ca-hash>::<id>.<secret>), from the control plane")
-	f.StringVar(&o.JoinURL, "join-url", "", "join endpoint (default: the --server host on port 6444)")
-	f.StringVar(&o.DataDir, "data-dir", os.Getenv("K2_AGENT_DATA_DIR"), "where the node's credentials and state live (default $K2_HOME/agent)")
-	f.StringVar(&o.NodeName, "node-name", os.Getenv("K2_AGENT_NODE_NAME"), "node name (default: the host name)")
-	f.StringVar(&o.Role, "role", envOr("K2_AGENT_ROLE", agent.RoleWorker), "worker or control-plane")
-	f.StringVar(&labels, "labels", os.Getenv("K2_AGENT_LABELS"), "extra node labels, k=v,k=v")
-	f.StringVar(&cpu, "cpu", envOr("K2_AGENT_CPU", fmt.Sprint(runtime.NumCPU())), "CPU capacity to advertise (sim runtime; the kubelet reports the machine's own)")
-	f.StringVar(&memory, "memory", envOr("K2_AGENT_MEMORY", hostMemory()), "memory capacity to advertise, e.g. 4Gi (sim runtime; the kubelet reports the machine's own)")
-	f.StringVar(&runtimeName, "runtime", envOr("K2_AGENT_RUNTIME", agent.RuntimeAuto), "pod runtime: auto, kubelet or sim")
-	f.StringVar(&o.NodeIP, "node-ip", os.Getenv("K2_MACHINE_ADDRESS"), "the node's address (default: the default route's source address)")
-	f.StringSliceVar(&o.ForwardLoopback, "forward-loopback", splitList(os.Getenv("K2_AGENT_FORWARD_LOOPBACK")), "host loopback addresses (a registry on 127.0.0.1:5000) to make reachable in a node with its own network namespace")
-	f.StringVar(&o.HostNetNS, "host-netns", os.Getenv("K2_AGENT_HOST_NETNS"), "the host's network namespace (a path) --forward-loopback connects in (default /proc/1/ns/net)")
+	f.StringVar(&a.server, "server", os.Getenv("K2_AGENT_SERVER"), "API server URL, https://host:6443")
+	a.token.register(f, "join token (K2<ca-hash>::<id>.<key>) from 'k2 token create'; not needed once --data-dir holds the node's credentials")
+	f.StringVar(&a.o.JoinURL, "join-url", "", "join endpoint (default: the --server host on port 6444)")
+	f.StringVar(&a.o.DataDir, "data-dir", os.Getenv("K2_AGENT_DATA_DIR"), "where the node's credentials and state live (default $K2_HOME/agent)")
+	f.StringVar(&a.o.NodeName, "node-name", os.Getenv("K2_AGENT_NODE_NAME"), "node name (default: the host name)")
+	f.StringVar(&a.o.Role, "role", envOr("K2_AGENT_ROLE", agent.RoleWorker), "worker or control-plane")
+	f.StringVar(&a.labels, "labels", os.Getenv("K2_AGENT_LABELS"), "extra node labels, k=v,k=v")
+	f.StringVar(&a.cpu, "cpu", envOr("K2_AGENT_CPU", fmt.Sprint(runtime.NumCPU())), "CPU capacity to advertise (sim runtime; the kubelet reports the machine's own)")
+	f.StringVar(&a.memory, "memory", envOr("K2_AGENT_MEMORY", hostMemory()), "memory capacity to advertise, e.g. 4Gi (sim runtime; the kubelet reports the machine's own)")
+	f.StringVar(&a.runtimeName, "runtime", envOr("K2_AGENT_RUNTIME", agent.RuntimeAuto), "pod runtime: auto, kubelet or sim")
+	f.StringVar(&a.o.NodeIP, "node-ip", os.Getenv("K2_MACHINE_ADDRESS"), "the node's address (default: the default route's source address)")
+	f.StringSliceVar(&a.o.ForwardLoopback, "forward-loopback", splitList(os.Getenv("K2_AGENT_FORWARD_LOOPBACK")), "host loopback addresses (a registry on 127.0.0.1:5000) to make reachable in a node with its own network namespace")
+	f.StringVar(&a.o.HostNetNS, "host-netns", os.Getenv("K2_AGENT_HOST_NETNS"), "the host's network namespace (a path) --forward-loopback connects in (default /proc/1/ns/net)")
 	cmd.AddCommand(newAgentCleanupCmd(g))
 	return cmd
+}
+
+// runAgent checks the flags, resolves the join token and runs the agent
+// until ctx ends.
+func runAgent(ctx context.Context, g *globals, a *agentFlags) error {
+	o := &a.o
+	o.ServerURL, o.RuntimeName = a.server, a.runtimeName
+	var err error
+	if o.Token, err = a.token.resolve(); err != nil {
+		return err
+	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(g.home, "agent")
+	}
+	if o.ServerURL == "" {
+		return usererr.Usage("--server is required (or K2_AGENT_SERVER)")
+	}
+	if o.CPU, err = resource.ParseQuantity(a.cpu); err != nil {
+		return usererr.Usage("--cpu %q: %v", a.cpu, err)
+	}
+	if o.Memory, err = resource.ParseQuantity(a.memory); err != nil {
+		return usererr.Usage("--memory %q: %v", a.memory, err)
+	}
+	if a.labels != "" {
+		o.Labels = map[string]string{}
+		for _, kv := range strings.Split(a.labels, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || k == "" {
+				return usererr.Usage("--labels: %q is not key=value", kv)
+			}
+			o.Labels[k] = v
+		}
+	}
+	if _, ok := agent.Runtimes[o.RuntimeName]; !ok && o.RuntimeName != agent.RuntimeAuto && o.RuntimeName != agent.RuntimeKubelet {
+		return usererr.Usage("--runtime %q: use auto, kubelet or sim", o.RuntimeName)
+	}
+	if self, err := os.Executable(); err == nil {
+		o.K2Binary = self
+	}
+	o.Logger = g.logger()
+	if err := agent.Run(ctx, *o); err != nil {
+		return usererr.Wrap(usererr.KindFailure, err, "")
+	}
+	return nil
 }
 
 // splitList splits a comma-separated list, dropping empty items.

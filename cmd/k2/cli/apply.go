@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +15,8 @@ import (
 	"k2.dev/k2/provision/apply"
 )
 
-type applyOptions struct {
+// applyFlags are k2 apply's flags.
+type applyFlags struct {
 	kube      kubeFlags
 	files     []string
 	opts      apply.Options
@@ -22,7 +24,7 @@ type applyOptions struct {
 }
 
 func newApplyCmd(g *globals) *cobra.Command {
-	var o applyOptions
+	var o applyFlags
 	cmd := &cobra.Command{
 		Use:   "apply -f FILE|DIR|- [-f …]",
 		Short: "Apply manifests to a cluster: versionless, stable APIs only, server-side",
@@ -50,48 +52,7 @@ objects carrying that label that the files no longer hold are deleted.`,
   cat web.yaml | k2 apply -f - -o json
   k2 apply -f site/ --inventory site --prune`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
-			}
-			if len(o.files) == 0 {
-				return usererr.Usage("no manifests given; pass -f FILE, -f DIR or -f -")
-			}
-			if o.opts.Prune && o.opts.Inventory == "" {
-				return usererr.Usage("--prune needs --inventory NAME (the label that marks what this set owns)")
-			}
-			objs, err := apply.ReadPaths(o.files, g.stdin)
-			if err != nil {
-				return usererr.Wrap(usererr.KindInvalid, err, "fix the manifests and run again")
-			}
-			if len(objs) == 0 {
-				return usererr.New(usererr.KindInvalid, "no objects in %s", strings.Join(o.files, ", "))
-			}
-			cfg, err := o.kube.restConfig()
-			if err != nil {
-				return err
-			}
-			o.opts.Namespace = o.namespace
-			o.opts.Logger = g.logger()
-			res, err := apply.Apply(cmd.Context(), cfg, objs, o.opts)
-			if res != nil && len(res.Objects) > 0 {
-				if rerr := output.Render(g.stdout, f, res, func(w io.Writer) error { return printApply(w, res) }); rerr != nil {
-					return rerr
-				}
-			}
-			var refused *apply.RefusedError
-			switch {
-			case errors.As(err, &refused):
-				if f == output.JSON {
-					_ = output.Render(g.stdout, f, map[string]any{"refused": refused.Problems}, nil)
-				}
-				return usererr.Wrap(usererr.KindInvalid, err, "")
-			case errors.Is(err, apply.ErrNotReady):
-				return usererr.Wrap(usererr.KindFailure, err, "see kubectl describe for details")
-			}
-			return err
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runApply(cmd.Context(), g, &o) },
 	}
 	fl := cmd.Flags()
 	fl.StringArrayVarP(&o.files, "filename", "f", nil, "manifest file, directory (recursive) or - for stdin; repeatable")
@@ -104,6 +65,50 @@ objects carrying that label that the files no longer hold are deleted.`,
 	fl.StringVar(&o.opts.FieldManager, "field-manager", apply.DefaultFieldManager, "server-side apply field manager")
 	o.kube.register(cmd)
 	return cmd
+}
+
+// runApply reads the manifests, applies them and renders the result.
+func runApply(ctx context.Context, g *globals, o *applyFlags) error {
+	f, err := g.format()
+	if err != nil {
+		return err
+	}
+	if len(o.files) == 0 {
+		return usererr.Usage("no manifests given; pass -f FILE, -f DIR or -f -")
+	}
+	if o.opts.Prune && o.opts.Inventory == "" {
+		return usererr.Usage("--prune needs --inventory NAME (the label that marks what this set owns)")
+	}
+	objs, err := apply.ReadPaths(o.files, g.stdin)
+	if err != nil {
+		return usererr.Wrap(usererr.KindInvalid, err, "fix the manifests and run again")
+	}
+	if len(objs) == 0 {
+		return usererr.New(usererr.KindInvalid, "no objects in %s", strings.Join(o.files, ", "))
+	}
+	cfg, err := o.kube.restConfig()
+	if err != nil {
+		return err
+	}
+	o.opts.Namespace = o.namespace
+	o.opts.Logger = g.logger()
+	res, err := apply.Apply(ctx, cfg, objs, o.opts)
+	if res != nil && len(res.Objects) > 0 {
+		if rerr := output.Render(g.stdout, f, res, func(w io.Writer) error { return printApply(w, res) }); rerr != nil {
+			return rerr
+		}
+	}
+	var refused *apply.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		if f == output.JSON {
+			_ = output.Render(g.stdout, f, map[string]any{"refused": refused.Problems}, nil)
+		}
+		return usererr.Wrap(usererr.KindInvalid, err, "")
+	case errors.Is(err, apply.ErrNotReady):
+		return usererr.Wrap(usererr.KindFailure, err, "see kubectl describe for details")
+	}
+	return err
 }
 
 func printApply(w io.Writer, res *apply.Result) error {

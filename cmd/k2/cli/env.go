@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -44,24 +45,17 @@ func newEnvCreateCmd(g *globals) *cobra.Command {
   k2 env create staging --provider libvirt --values staging.yaml`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
+			o.Name = args[0]
+			if _, err := g.format(); err != nil {
 				return err
 			}
-			o.Name = args[0]
 			if o.Provider == "" {
 				return usererr.Usage("--provider is required; e.g. k2 env create %s --provider local", o.Name)
 			}
-			s, err := g.openState(cmd.Context())
-			if err != nil {
-				return err
+			create := func(ctx context.Context, s *state.Store) (*state.Environment, error) {
+				return engine.CreateEnv(ctx, s, o)
 			}
-			defer s.Close()
-			e, err := engine.CreateEnv(cmd.Context(), s, o)
-			if err != nil {
-				return err
-			}
-			return output.Render(g.stdout, f, e, func(w io.Writer) error {
+			return report(cmd.Context(), g, g.stateDB, create, func(w io.Writer, e *state.Environment) error {
 				_, err := fmt.Fprintf(w, "created environment %s (provider %s)\n", e.Name, e.Provider)
 				return err
 			})
@@ -83,20 +77,8 @@ func newEnvLsCmd(g *globals) *cobra.Command {
 		Short:   "List environments",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
-			}
-			s, err := g.openState(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			envs, err := s.ListEnvs(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return output.Render(g.stdout, f, envs, func(w io.Writer) error {
+			list := func(ctx context.Context, s *state.Store) ([]state.Environment, error) { return s.ListEnvs(ctx) }
+			return report(cmd.Context(), g, g.stateDB, list, func(w io.Writer, envs []state.Environment) error {
 				if len(envs) == 0 {
 					_, err := fmt.Fprintln(w, "no environments; create one with 'k2 env create <name> --provider local'")
 					return err
@@ -118,20 +100,10 @@ func newEnvShowCmd(g *globals) *cobra.Command {
 		Short: "Show an environment: provider, values, machines, last deployment, lock",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
+			describe := func(ctx context.Context, s *state.Store) (*engine.EnvDetail, error) {
+				return engine.DescribeEnv(ctx, s, args[0])
 			}
-			s, err := g.openState(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			d, err := engine.DescribeEnv(cmd.Context(), s, args[0])
-			if err != nil {
-				return err
-			}
-			return output.Render(g.stdout, f, d, func(w io.Writer) error { return printEnv(w, d) })
+			return report(cmd.Context(), g, g.stateDB, describe, printEnv)
 		},
 	}
 }
@@ -245,8 +217,7 @@ its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
   k2 env set staging --policy staging-policy.yaml`,
 		Args: rangeArgs(1, 1<<20),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
+			if _, err := g.format(); err != nil {
 				return err
 			}
 			if cmd.Flags().Changed("registry") {
@@ -255,23 +226,20 @@ its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
 			if len(args) < 2 && ps.IsZero() {
 				return usererr.Usage("nothing to set; give key=value, key-, --gate, --policy or --registry (see 'k2 env set --help')")
 			}
-			s, err := g.openState(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			var e *state.Environment
-			if len(args) > 1 {
-				if e, err = engine.SetEnvValues(cmd.Context(), s, args[0], args[1:]); err != nil {
-					return err
+			set := func(ctx context.Context, s *state.Store) (e *state.Environment, err error) {
+				if len(args) > 1 {
+					if e, err = engine.SetEnvValues(ctx, s, args[0], args[1:]); err != nil {
+						return nil, err
+					}
 				}
-			}
-			if !ps.IsZero() {
-				if e, err = promote.Configure(cmd.Context(), s, args[0], ps); err != nil {
-					return err
+				if !ps.IsZero() {
+					if e, err = promote.Configure(ctx, s, args[0], ps); err != nil {
+						return nil, err
+					}
 				}
+				return e, nil
 			}
-			return output.Render(g.stdout, f, e, func(w io.Writer) error {
+			return report(cmd.Context(), g, g.stateDB, set, func(w io.Writer, e *state.Environment) error {
 				for _, k := range state.SortedKeys(e.Values) {
 					fmt.Fprintf(w, "%s=%s\n", k, e.Values[k])
 				}
@@ -308,23 +276,16 @@ from another host (a shared $K2_HOME) cannot be checked, so once you know that
 process is gone, remove it with this command.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
+			unlock := func(ctx context.Context, s *state.Store) (map[string]any, error) {
+				if _, err := s.GetEnv(ctx, args[0]); err != nil {
+					return nil, engine.UserError(err)
+				}
+				if err := s.ForceUnlock(ctx, args[0]); err != nil {
+					return nil, err
+				}
+				return map[string]any{"env": args[0], "unlocked": true}, nil
 			}
-			s, err := g.openState(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			if _, err := s.GetEnv(cmd.Context(), args[0]); err != nil {
-				return engine.UserError(err)
-			}
-			if err := s.ForceUnlock(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			res := map[string]any{"env": args[0], "unlocked": true}
-			return output.Render(g.stdout, f, res, func(w io.Writer) error {
+			return report(cmd.Context(), g, g.stateDB, unlock, func(w io.Writer, _ map[string]any) error {
 				_, err := fmt.Fprintf(w, "unlocked environment %s\n", args[0])
 				return err
 			})

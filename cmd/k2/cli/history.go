@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/state"
 )
 
 func newHistoryCmd(g *globals) *cobra.Command {
@@ -27,20 +29,10 @@ A deployment still "running" with nobody holding the environment's lock was
 interrupted; 'k2 deploy' again resumes it.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
+			history := func(ctx context.Context, s *state.Store) ([]state.Deployment, error) {
+				return engine.History(ctx, s, args[0], limit)
 			}
-			s, err := g.openState(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer s.Close()
-			h, err := engine.History(cmd.Context(), s, args[0], limit)
-			if err != nil {
-				return err
-			}
-			return output.Render(g.stdout, f, h, func(w io.Writer) error {
+			return report(cmd.Context(), g, g.stateDB, history, func(w io.Writer, h []state.Deployment) error {
 				if len(h) == 0 {
 					_, err := fmt.Fprintf(w, "no deployments of %s yet\n", args[0])
 					return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 
@@ -20,22 +21,14 @@ digest, layer count and total size.
   k2 images rm REF      removes one (blobs no other artifact uses are deleted)`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
+			list := func(ctx context.Context, store *artifact.Store) ([]artifact.Image, error) {
+				imgs, err := store.List(ctx)
+				if imgs == nil && err == nil {
+					imgs = []artifact.Image{}
+				}
+				return imgs, err
 			}
-			store, err := g.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			imgs, err := store.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if imgs == nil {
-				imgs = []artifact.Image{}
-			}
-			return output.Render(g.stdout, f, imgs, func(w io.Writer) error {
+			return report(cmd.Context(), g, g.artifactStore, list, func(w io.Writer, imgs []artifact.Image) error {
 				tw := output.Table(w)
 				fmt.Fprintln(tw, "REF\tDIGEST\tLAYERS\tSIZE")
 				for _, i := range imgs {

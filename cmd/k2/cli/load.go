@@ -1,13 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"k2.dev/k2/artifact"
-	"k2.dev/k2/internal/output"
 )
 
 func newLoadCmd(g *globals) *cobra.Command {
@@ -21,31 +21,22 @@ Example:
   k2 load hello.tar`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
-			}
-			store, err := g.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			refs, err := artifact.Load(cmd.Context(), store, args[0])
-			if err != nil {
-				return err
-			}
-			type loaded struct {
-				Ref    string `json:"ref"`
-				Digest string `json:"digest"`
-			}
-			var out []loaded
-			for _, r := range refs {
-				d, err := store.Resolve(cmd.Context(), r)
+			load := func(ctx context.Context, store *artifact.Store) ([]pinnedRef, error) {
+				refs, err := artifact.Load(ctx, store, args[0])
 				if err != nil {
-					return err
+					return nil, err
 				}
-				out = append(out, loaded{r, d.Digest.String()})
+				var out []pinnedRef
+				for _, r := range refs {
+					d, err := store.Resolve(ctx, r)
+					if err != nil {
+						return nil, err
+					}
+					out = append(out, pinnedRef{r, d.Digest.String()})
+				}
+				return out, nil
 			}
-			return output.Render(g.stdout, f, out, func(w io.Writer) error {
+			return report(cmd.Context(), g, g.artifactStore, load, func(w io.Writer, out []pinnedRef) error {
 				for _, l := range out {
 					if _, err := fmt.Fprintf(w, "%s@%s\n", l.Ref, l.Digest); err != nil {
 						return err

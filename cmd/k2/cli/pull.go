@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -8,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"k2.dev/k2/artifact"
-	"k2.dev/k2/internal/output"
 )
 
 func newPullCmd(g *globals) *cobra.Command {
@@ -23,33 +23,34 @@ Example:
   k2 pull localhost:5000/hello:v1`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
-			}
-			store, err := g.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			d, err := artifact.Pull(cmd.Context(), store, args[0], rf.options(g))
-			if err != nil {
-				return err
-			}
-			ref, _ := artifact.NormalizeRef(args[0])
-			out := struct {
-				Ref    string `json:"ref"`
-				Digest string `json:"digest"`
-			}{ref, d.Digest.String()}
-			return output.Render(g.stdout, f, out, func(w io.Writer) error {
-				if strings.Contains(ref, "@") {
-					_, err := fmt.Fprintln(w, ref)
-					return err
+			pull := func(ctx context.Context, store *artifact.Store) (pinnedRef, error) {
+				d, err := artifact.Pull(ctx, store, args[0], rf.options(g))
+				if err != nil {
+					return pinnedRef{}, err
 				}
-				_, err := fmt.Fprintf(w, "%s@%s\n", ref, out.Digest)
+				ref, _ := artifact.NormalizeRef(args[0])
+				return pinnedRef{ref, d.Digest.String()}, nil
+			}
+			return report(cmd.Context(), g, g.artifactStore, pull, func(w io.Writer, p pinnedRef) error {
+				_, err := fmt.Fprintln(w, p.pinned())
 				return err
 			})
 		},
 	}
 	rf.register(cmd)
 	return cmd
+}
+
+// pinnedRef is an artifact in the local store: what pull and load report.
+type pinnedRef struct {
+	Ref    string `json:"ref"`
+	Digest string `json:"digest"`
+}
+
+// pinned is ref@digest (ref alone if it is pinned already).
+func (p pinnedRef) pinned() string {
+	if strings.Contains(p.Ref, "@") {
+		return p.Ref
+	}
+	return p.Ref + "@" + p.Digest
 }

@@ -1,13 +1,13 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"k2.dev/k2/artifact"
-	"k2.dev/k2/internal/output"
 )
 
 func newPushCmd(g *globals) *cobra.Command {
@@ -26,29 +26,26 @@ Example:
   k2 push localhost:5000/hello:v1`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := g.format()
-			if err != nil {
-				return err
+			push := func(ctx context.Context, store *artifact.Store) (pushed, error) {
+				pinned, d, err := artifact.Push(ctx, store, args[0], rf.options(g))
+				if err != nil {
+					return pushed{}, err
+				}
+				return pushed{args[0], pinned, d.Digest.String()}, nil
 			}
-			store, err := g.openStore(cmd.Context())
-			if err != nil {
-				return err
-			}
-			pinned, d, err := artifact.Push(cmd.Context(), store, args[0], rf.options(g))
-			if err != nil {
-				return err
-			}
-			out := struct {
-				Ref    string `json:"ref"`
-				Pinned string `json:"pinned"`
-				Digest string `json:"digest"`
-			}{args[0], pinned, d.Digest.String()}
-			return output.Render(g.stdout, f, out, func(w io.Writer) error {
-				_, err := fmt.Fprintln(w, pinned)
+			return report(cmd.Context(), g, g.artifactStore, push, func(w io.Writer, p pushed) error {
+				_, err := fmt.Fprintln(w, p.Pinned)
 				return err
 			})
 		},
 	}
 	rf.register(cmd)
 	return cmd
+}
+
+// pushed is what k2 push reports.
+type pushed struct {
+	Ref    string `json:"ref"`
+	Pinned string `json:"pinned"`
+	Digest string `json:"digest"`
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"golang.org/x/term"
 
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
@@ -55,12 +54,6 @@ func (g *globals) logger() *slog.Logger {
 		return slog.New(slog.NewJSONHandler(g.stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(g.stderr, opts))
-}
-
-// isTTY reports whether stdout is a terminal (for the TUI and colour).
-func (g *globals) isTTY() bool {
-	f, ok := g.stdout.(*os.File)
-	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("NO_COLOR") == ""
 }
 
 func defaultHome() string {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
 	"k8s.io/client-go/rest"
 
 	"k2.dev/k2/internal/usererr"
@@ -32,9 +31,13 @@ const (
 	machineAddressEnv = "K2_MACHINE_ADDRESS"
 )
 
-type serverOptions struct {
+// serverFlags are k2 server's flags.
+type serverFlags struct {
 	cp        controlplane.Config
 	debugAddr string
+	// datastore is the external datastore's endpoint, which may hold a
+	// password: a secret.
+	datastore secretFlag
 }
 
 // serveDebug serves Go's pprof handlers on addr (loopback only) until ctx ends.
@@ -58,7 +61,7 @@ func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
 }
 
 func newServerCmd(g *globals) *cobra.Command {
-	var o serverOptions
+	o := serverFlags{datastore: secretFlag{name: "datastore-endpoint", env: "K2_DATASTORE_ENDPOINT", what: "datastore endpoint"}}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run a Kubernetes control plane on SQLite (no etcd needed)",
@@ -79,46 +82,10 @@ choose yourself.`,
 		Example: `  k2 server --data-dir /tmp/k2 --port 6443
   kubectl --kubeconfig /tmp/k2/admin.kubeconfig get ns
   k2 server --datastore-endpoint etcd://127.0.0.1:2379
-  k2 server --datastore-endpoint 'postgres://k2:secret@db:5432/k2?sslmode=disable'
-  k2 server --datastore-endpoint 'mysql://k2:secret@tcp(db:3306)/k2'`,
+  k2 server --datastore-endpoint-file /etc/k2/datastore   # postgres://k2:PASSWORD@db:5432/k2?sslmode=disable
+  K2_DATASTORE_ENDPOINT='mysql://k2:PASSWORD@tcp(db:3306)/k2' k2 server`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			o.cp.Logger = g.logger()
-			if seed := os.Getenv(seedEnv); seed != "" {
-				b, err := base64.StdEncoding.DecodeString(seed)
-				if err != nil {
-					return usererr.Wrap(usererr.KindInvalid, fmt.Errorf("%s: %w", seedEnv, err), "it must be base64 of a seed made by k2 deploy")
-				}
-				o.cp.Seed = b
-			}
-			o.cp.Controllers = map[string]controlplane.Controller{
-				"app-controller": func(ctx context.Context, cfg *rest.Config) error {
-					if err := app.InstallCRD(ctx, cfg); err != nil {
-						return fmt.Errorf("installing the App CRD: %w", err)
-					}
-					return app.RunController(ctx, cfg, o.cp.Logger.With("component", "app-controller"))
-				},
-			}
-			if o.debugAddr != "" {
-				if err := serveDebug(ctx, o.debugAddr, o.cp.Logger); err != nil {
-					return err
-				}
-			}
-			srv, err := controlplane.Start(ctx, o.cp)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.stderr, "k2 server ready at %s (%s)\nkubeconfig: %s\n", srv.URL, srv.Timings.Ready.Round(1e6), srv.AdminKubeconfigPath())
-			var failed error
-			select {
-			case <-ctx.Done():
-			case failed = <-srv.Err():
-			}
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-			defer cancel()
-			return errors.Join(failed, srv.Stop(stopCtx))
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runServer(cmd.Context(), g, &o) },
 	}
 	f := cmd.Flags()
 	addDataDirFlag(cmd, &o.cp.DataDir)
@@ -127,7 +94,7 @@ choose yourself.`,
 		f.Lookup("data-dir").DefValue = d
 		o.cp.DataDir = d
 	}
-	f.StringVar(&o.cp.DatastoreEndpoint, "datastore-endpoint", "", "external datastore instead of SQLite in the data dir, in kine's forms: etcd://host:2379[,host:2379], "+
+	o.datastore.register(f, "external datastore instead of SQLite in the data dir, in kine's forms: etcd://host:2379[,host:2379], "+
 		"postgres://user[:pass]@host:5432/db?sslmode=disable, mysql://user[:pass]@tcp(host:3306)/db or mysql://user@unix(/path/mysqld.sock)/db; "+
 		"the database is created if missing (k2 backup copies SQLite only: back up Postgres/MySQL with their own tools)")
 	bind, adv := "0.0.0.0", ""
@@ -145,4 +112,47 @@ choose yourself.`,
 	f.StringVar(&o.debugAddr, "debug-addr", "", "serve Go pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	f.IntVar(&o.cp.Verbosity, "component-v", 0, "log verbosity of the Kubernetes components (their log: <data-dir>/logs/control-plane.log)")
 	return cmd
+}
+
+// runServer starts the control plane and runs it until ctx ends or a
+// component fails, then stops it.
+func runServer(ctx context.Context, g *globals, o *serverFlags) error {
+	var err error
+	if o.cp.DatastoreEndpoint, err = o.datastore.resolve(); err != nil {
+		return err
+	}
+	o.cp.Logger = g.logger()
+	if seed := os.Getenv(seedEnv); seed != "" {
+		b, err := base64.StdEncoding.DecodeString(seed)
+		if err != nil {
+			return usererr.Wrap(usererr.KindInvalid, fmt.Errorf("%s: %w", seedEnv, err), "it must be base64 of a seed made by k2 deploy")
+		}
+		o.cp.Seed = b
+	}
+	o.cp.Controllers = map[string]controlplane.Controller{
+		"app-controller": func(ctx context.Context, cfg *rest.Config) error {
+			if err := app.InstallCRD(ctx, cfg); err != nil {
+				return fmt.Errorf("installing the App CRD: %w", err)
+			}
+			return app.RunController(ctx, cfg, o.cp.Logger.With("component", "app-controller"))
+		},
+	}
+	if o.debugAddr != "" {
+		if err := serveDebug(ctx, o.debugAddr, o.cp.Logger); err != nil {
+			return err
+		}
+	}
+	srv, err := controlplane.Start(ctx, o.cp)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "k2 server ready at %s (%s)\nkubeconfig: %s\n", srv.URL, srv.Timings.Ready.Round(1e6), srv.AdminKubeconfigPath())
+	var failed error
+	select {
+	case <-ctx.Done():
+	case failed = <-srv.Err():
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	return errors.Join(failed, srv.Stop(stopCtx))
 }

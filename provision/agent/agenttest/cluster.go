@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -17,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"k2.dev/k2/internal/freeport"
 	"k2.dev/k2/internal/join"
 	"k2.dev/k2/provision/controlplane"
 )
@@ -43,25 +43,16 @@ func Start() (*Cluster, error) {
 	return shared, started
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start() (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "k2-agenttest")
 	if err != nil {
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
-	joinPort, err := freePort()
+	joinPort, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
