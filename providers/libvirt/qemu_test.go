@@ -1,38 +1,19 @@
 package libvirt_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"k2.dev/k2/internal/libvirttest"
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/providers/libvirt"
 	"k2.dev/k2/providers/providertest"
 	"k2.dev/k2/providers/sdk"
 )
-
-// syncBuffer is a bytes.Buffer safe for the Console goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestQEMU makes a real VM on a private libvirtd's qemu driver (TCG:
 // domain type qemu) booting a busybox stand-in for k2 OS, and checks what
@@ -75,7 +56,7 @@ func TestQEMU(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
-			var out syncBuffer
+			var out testutil.SyncBuffer
 			if err := p.Console(ctx, &sdk.ConsoleRequest{Config: cfg, MachineID: m.ID, Output: &out}); err != nil {
 				t.Fatalf("Console: %v", err)
 			}
@@ -99,7 +80,7 @@ func TestQEMU(t *testing.T) {
 
 	// Followed: what the VM prints from now on arrives.
 	fctx, fcancel := context.WithTimeout(ctx, 4*time.Second)
-	var followed syncBuffer
+	var followed testutil.SyncBuffer
 	// k2 ends a followed console by cancelling: the call returns ctx's error.
 	if err := p.Console(fctx, &sdk.ConsoleRequest{Config: cfg, MachineID: m.ID, Output: &followed, Follow: true}); err != nil && fctx.Err() == nil {
 		t.Errorf("Console (follow): %v", err)
