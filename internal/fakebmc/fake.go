@@ -241,3 +241,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func fmtErr(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// Replace swaps the fake's options and systems (as New would make them),
+// keeping its sessions, recorded calls and faults: a test can change a BMC
+// behind a URL it already handed out.
+func (b *BMC) Replace(opts Options) {
+	n := New(opts)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.opts, b.systems, b.order = n.opts, n.systems, n.order
+}

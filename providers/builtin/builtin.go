@@ -9,6 +9,7 @@ import (
 	"k2.dev/k2/providers/aws"
 	"k2.dev/k2/providers/libvirt"
 	"k2.dev/k2/providers/local"
+	"k2.dev/k2/providers/metal"
 	"k2.dev/k2/providers/sdk"
 )
 
@@ -16,6 +17,7 @@ var providers = map[string]func() sdk.Provider{
 	"local":   local.New,
 	"aws":     aws.New,
 	"libvirt": libvirt.New,
+	"metal":   metal.New,
 }
 
 // Names returns the built-in providers' names, sorted.

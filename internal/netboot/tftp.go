@@ -1,0 +1,63 @@
+package netboot
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pin/tftp/v3"
+)
+
+// iPXE binaries served over TFTP: BIOS PXE ROMs load undionly.kpxe, UEFI
+// firmware ipxe.efi or snponly.efi.
+var tftpFiles = map[string]bool{"undionly.kpxe": true, "undionly.kkpxe": true, "ipxe.efi": true, "snponly.efi": true, "ipxe.pxe": true}
+
+func (s *Server) startTFTP() error {
+	srv := tftp.NewServer(s.tftpRead, nil)
+	srv.SetTimeout(5 * time.Second)
+	conn, err := net.ListenPacket("udp4", s.opts.TFTPAddr)
+	if err != nil {
+		return fmt.Errorf("boot server: listening for TFTP on %s: %w", s.opts.TFTPAddr, err)
+	}
+	s.tftpAddr = conn.LocalAddr()
+	go func() { _ = srv.Serve(conn) }()
+	s.stop = append(s.stop, srv.Shutdown)
+	return nil
+}
+
+func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
+	start := time.Now()
+	ev := Event{Proto: "tftp", Path: name, At: start, Stage: StageTFTP}
+	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+		a := ot.RemoteAddr()
+		ev.Remote = a.String()
+	}
+	base := filepath.Base(filepath.Clean("/" + name))
+	if !tftpFiles[base] || s.opts.IPXEDir == "" {
+		ev.Err = "not served"
+		s.record(ev)
+		return fmt.Errorf("%s: not served here", name)
+	}
+	f, err := os.Open(filepath.Join(s.opts.IPXEDir, base))
+	if err != nil {
+		ev.Err = err.Error()
+		s.record(ev)
+		return err
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil {
+		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+			ot.SetSize(st.Size())
+		}
+	}
+	n, err := rf.ReadFrom(f)
+	ev.Bytes, ev.Took = n, time.Since(start)
+	if err != nil {
+		ev.Err = err.Error()
+	}
+	s.record(ev)
+	return err
+}

@@ -1,0 +1,229 @@
+// Package metal is the built-in provider for physical servers with nothing
+// on their disks: it takes servers from an inventory file, claims each for
+// one environment, and boots them through their BMCs over Redfish (a
+// one-time network-boot override, then power on) into k2 OS served by
+// k2's own network boot server (internal/netboot: TFTP for iPXE, HTTP for
+// the per-MAC iPXE script, kernel, initramfs and each machine's config at a
+// single-use URL). Written only against providers/sdk, like any plugin.
+//
+// State: <stateDir>/claims.json (default $K2_HOME/metal) records which
+// server each environment's machine holds, changed only under
+// <stateDir>/lock; passwords are never written anywhere (the inventory
+// names an environment variable or a file). Machine ids are
+// "metal-<server name>". Delete powers the server off and releases it.
+//
+// See docs/metal.md.
+package metal
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k2.dev/k2/providers/sdk"
+)
+
+// Name is the provider's name.
+const Name = "metal"
+
+// Provider is the metal provider.
+type Provider struct {
+	sdk.UnimplementedProvider
+	boot bootServers
+	// Log receives the provider's log (nil: stderr, relayed by k2).
+	Log *slog.Logger
+	// retry overrides the BMC retry policy (tests).
+	retry *retryPolicy
+}
+
+// New returns the metal provider.
+func New() sdk.Provider { return &Provider{} }
+
+var schema = []sdk.ConfigField{
+	{Name: "inventory", Type: sdk.TypeString, Required: true,
+		Description: "path of the inventory YAML listing the servers (docs/metal.md)"},
+	{Name: "stateDir", Type: sdk.TypeString, Default: "$K2_HOME/metal",
+		Description: "directory holding the servers' claims (which environment holds which server)"},
+	{Name: "bootAddress", Type: sdk.TypeString,
+		Description: "IP:port where k2's HTTP boot server listens while machines boot (e.g. 10.0.0.1:8081); empty: the site serves network boot and k2 only powers servers"},
+	{Name: "bootURL", Type: sdk.TypeString,
+		Description: "the boot server's URL as machines reach it (default http://<bootAddress>)"},
+	{Name: "tftpAddress", Type: sdk.TypeString,
+		Description: "IP:port of k2's TFTP server for iPXE (e.g. 10.0.0.1:69); empty: no TFTP (UEFI HTTP boot, or the site's TFTP)"},
+	{Name: "ipxeDir", Type: sdk.TypeString, Default: "/usr/lib/ipxe",
+		Description: "directory of the iPXE binaries served over TFTP (Debian's ipxe package)"},
+	{Name: "image", Type: sdk.TypeString,
+		Description: "directory of the k2 OS boot image ('k2 os build -o DIR': vmlinuz, initramfs.cpio.gz)"},
+	{Name: "kernelArgs", Type: sdk.TypeString, Default: "console=tty0 console=ttyS0,115200",
+		Description: "extra kernel command line"},
+	{Name: "bootMode", Type: sdk.TypeString, Default: "uefi",
+		Description: "firmware boot mode for the override: uefi or legacy"},
+	{Name: "httpBoot", Type: sdk.TypeBool,
+		Description: "use UEFI HTTP boot (to the boot server's boot.ipxe) where the BMC offers it, else PXE"},
+	{Name: "bootTimeout", Type: sdk.TypeDuration, Default: "15m",
+		Description: "how long Create waits for a machine to fetch its config from the boot server; 0s: do not wait"},
+	{Name: "bmcAttempts", Type: sdk.TypeInt, Default: "4",
+		Description: "tries per BMC call for transient failures (no answer, 5xx), with exponential backoff"},
+}
+
+func capabilities() sdk.Capabilities {
+	return sdk.Capabilities{
+		Architectures:    []string{"amd64", "arm64"},
+		CustomSizes:      true,
+		BootstrapMethods: []string{sdk.BootstrapNetworkBoot},
+		Power:            true,
+		PersistentDisks:  true,
+	}
+}
+
+// Describe names the provider, its capabilities and its config schema.
+func (p *Provider) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
+	return &sdk.DescribeResponse{
+		Name:         Name,
+		Description:  "physical servers from an inventory, powered through Redfish BMCs and network-booted (PXE/iPXE) by k2",
+		Capabilities: capabilities(),
+		ConfigSchema: schema,
+	}, nil
+}
+
+type config struct {
+	Inventory   string  `json:"inventory"`
+	StateDir    string  `json:"stateDir"`
+	BootAddress string  `json:"bootAddress"`
+	BootURL     string  `json:"bootURL"`
+	TFTPAddress string  `json:"tftpAddress"`
+	IPXEDir     string  `json:"ipxeDir"`
+	Image       string  `json:"image"`
+	KernelArgs  *string `json:"kernelArgs"`
+	BootMode    string  `json:"bootMode"`
+	HTTPBoot    bool    `json:"httpBoot"`
+	BootTimeout string  `json:"bootTimeout"`
+	BMCAttempts int     `json:"bmcAttempts"`
+
+	inv         *Inventory
+	bootTimeout time.Duration
+}
+
+// load decodes and checks the config and reads the inventory.
+func load(c sdk.Config) (*config, sdk.Diagnostics) {
+	ds := sdk.CheckConfig(schema, c)
+	cfg := &config{}
+	if err := c.Decode(cfg); err != nil {
+		ds.Errorf("config", "%v", err)
+		return cfg, ds
+	}
+	if cfg.StateDir == "" {
+		home := os.Getenv("K2_HOME")
+		if home == "" {
+			if h, err := os.UserHomeDir(); err == nil {
+				home = filepath.Join(h, ".k2")
+			}
+		}
+		cfg.StateDir = filepath.Join(home, "metal")
+	}
+	if !filepath.IsAbs(cfg.StateDir) {
+		ds.Errorf("config.stateDir", "state directory %q must be an absolute path", cfg.StateDir)
+	}
+	if cfg.IPXEDir == "" {
+		cfg.IPXEDir = "/usr/lib/ipxe"
+	}
+	if cfg.KernelArgs == nil {
+		s := "console=tty0 console=ttyS0,115200"
+		cfg.KernelArgs = &s
+	}
+	switch cfg.BootMode {
+	case "":
+		cfg.BootMode = "uefi"
+	case "uefi", "legacy":
+	default:
+		ds.Errorf("config.bootMode", "bootMode %q: use uefi or legacy", cfg.BootMode)
+	}
+	cfg.bootTimeout = 15 * time.Minute
+	if cfg.BootTimeout != "" {
+		if d, err := time.ParseDuration(cfg.BootTimeout); err == nil {
+			cfg.bootTimeout = d
+		}
+	}
+	if cfg.BootAddress != "" && cfg.Image == "" {
+		ds.Errorf("config.image", "bootAddress is set but image is not: name the directory of 'k2 os build -o DIR'")
+	}
+	if cfg.Image != "" {
+		for _, f := range []string{cfg.kernel(), cfg.initramfs()} {
+			if _, err := os.Stat(f); err != nil {
+				ds.Errorf("config.image", "image: %v; build it with 'k2 os build -o %s'", err, cfg.Image)
+			}
+		}
+	}
+	if cfg.Inventory == "" {
+		return cfg, ds
+	}
+	inv, err := LoadInventory(cfg.Inventory)
+	if err != nil {
+		ds.Errorf("config.inventory", "%v", err)
+	}
+	cfg.inv = inv
+	return cfg, ds
+}
+
+func (c *config) kernel() string {
+	for _, n := range []string{"vmlinuz", "kernel"} {
+		if p := filepath.Join(c.Image, n); fileExists(p) {
+			return p
+		}
+	}
+	return filepath.Join(c.Image, "vmlinuz")
+}
+
+func (c *config) initramfs() string {
+	for _, n := range []string{"initramfs.cpio.gz", "initramfs.cpio.zst", "initramfs.cpio", "initrd"} {
+		if p := filepath.Join(c.Image, n); fileExists(p) {
+			return p
+		}
+	}
+	return filepath.Join(c.Image, "initramfs.cpio.gz")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func (p *Provider) retryPolicy(cfg *config) retryPolicy {
+	rp := defaultRetry
+	if p.retry != nil {
+		rp = *p.retry
+	}
+	if cfg.BMCAttempts > 0 {
+		rp.Attempts = cfg.BMCAttempts
+	}
+	return rp
+}
+
+func (p *Provider) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// Validate checks the config, the inventory and the machines without
+// touching a BMC.
+func (p *Provider) Validate(_ context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
+	_, ds := load(req.Config)
+	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)
+	return &sdk.ValidateResponse{Diagnostics: ds}, nil
+}
+
+func idOf(server string) string { return "metal-" + server }
+
+func serverOf(id string) string {
+	if len(id) > len("metal-") && id[:len("metal-")] == "metal-" {
+		return id[len("metal-"):]
+	}
+	return ""
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
