@@ -10,6 +10,7 @@ import (
 	"github.com/digitalocean/go-libvirt"
 
 	"k2.dev/k2/internal/fatfs"
+	"k2.dev/k2/internal/output"
 	"k2.dev/k2/providers/sdk"
 )
 
@@ -149,7 +150,7 @@ func (c *conn) create(ctx context.Context, req *sdk.CreateRequest, m sdk.Machine
 	vols := machineVolumes(m.Name)
 	spec := c.domainSpec(req.RequestID, m, p, netName, owned, img, vols)
 	cpu, mem, disk := size(m)
-	report("defining domain %s (%d CPU, %s memory, %s disk, %s) on network %s", m.Name, cpu, gib(mem), gib(disk), c.cfg.DomainType, netName)
+	report("defining domain %s (%d CPU, %s memory, %s disk, %s) on network %s", m.Name, cpu, output.Bytes(mem), output.Bytes(disk), c.cfg.DomainType, netName)
 	// Defined first, with its labels and the names of all it uses: a
 	// crash from here on leaves a domain that leads to everything.
 	dom, err = c.l.DomainDefineXMLFlags(spec, 0)
@@ -345,11 +346,4 @@ func (c *conn) waitAddress(ctx context.Context, req *sdk.CreateRequest, dom libv
 		case <-time.After(c.cfg.poll):
 		}
 	}
-}
-
-func gib(n int64) string {
-	if n%(1<<30) == 0 {
-		return fmt.Sprintf("%dGi", n>>30)
-	}
-	return fmt.Sprintf("%dMi", n>>20)
 }

@@ -5,16 +5,13 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/pprof"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
+	"k2.dev/k2/internal/component"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/provision/app"
 	"k2.dev/k2/provision/controlplane"
@@ -38,26 +35,6 @@ type serverFlags struct {
 	// datastore is the external datastore's endpoint, which may hold a
 	// password: a secret.
 	datastore secretFlag
-}
-
-// serveDebug serves Go's pprof handlers on addr (loopback only) until ctx ends.
-func serveDebug(ctx context.Context, addr string, log *slog.Logger) error {
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return usererr.Usage("--debug-addr %q: give a loopback address such as 127.0.0.1:6060", addr)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { <-ctx.Done(); srv.Close() }()
-	go srv.Serve(ln)
-	log.Info("pprof listening", "addr", ln.Addr().String())
-	return nil
 }
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -137,11 +114,25 @@ func runServer(ctx context.Context, g *globals, o *serverFlags) error {
 			return app.RunController(ctx, cfg, o.cp.Logger.With("component", "app-controller"))
 		},
 	}
+	stopCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	}
+	debug := component.NewManager(o.cp.Logger)
 	if o.debugAddr != "" {
-		if err := serveDebug(ctx, o.debugAddr, o.cp.Logger); err != nil {
+		d, err := newDebugServer(o.debugAddr, o.cp.Logger)
+		if err != nil {
 			return err
 		}
+		debug.Add(d)
 	}
+	if err := debug.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := stopCtx()
+		defer cancel()
+		_ = debug.Stop(sctx)
+	}()
 	srv, err := controlplane.Start(ctx, o.cp)
 	if err != nil {
 		return err
@@ -151,8 +142,9 @@ func runServer(ctx context.Context, g *globals, o *serverFlags) error {
 	select {
 	case <-ctx.Done():
 	case failed = <-srv.Err():
+	case failed = <-debug.Err():
 	}
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	sctx, cancel := stopCtx()
 	defer cancel()
-	return errors.Join(failed, srv.Stop(stopCtx))
+	return errors.Join(failed, srv.Stop(sctx))
 }
