@@ -2,14 +2,15 @@ package metal
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 
 	"k2.dev/k2/internal/fakebmc"
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/providers/sdk"
 )
 
@@ -57,15 +58,6 @@ func fakeFirmware(t *testing.T, bootURL, mac, stopAt string, got chan<- string) 
 	}
 }
 
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestCreateServesBoot: Create powers the server on and waits while it
 // network-boots from k2's boot server, reporting each stage, and returns
 // once the machine fetched its config (its UserData, verbatim); a machine
@@ -76,7 +68,7 @@ func TestCreateServesBoot(t *testing.T) {
 	}{{"Boots", ""}, {"StopsAfterKernel", "kernel"}} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, 1, nil)
-			addr := freePort(t)
+			addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 			got := make(chan string, 1)
 			l.bmcs["s0"].Replace(fakebmc.Options{Username: "admin", Password: "s3cret",
 				Systems: []fakebmc.System{{ID: "1", Name: "s0", MAC: "52:54:00:00:00:00"}},
