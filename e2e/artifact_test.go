@@ -22,16 +22,22 @@ import (
 // and returns host:port. The process is stopped when the test ends.
 func startDockerRegistry(t *testing.T) string {
 	t.Helper()
-	bin := "/usr/bin/docker-registry"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skip("docker-registry not installed (apt-get install docker-registry)")
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	return startDockerRegistryAt(t, addr)
+}
+
+// startDockerRegistryAt is startDockerRegistry on addr (host:port).
+func startDockerRegistryAt(t *testing.T, addr string) string {
+	t.Helper()
+	bin := "/usr/bin/docker-registry"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skip("docker-registry not installed (apt-get install docker-registry)")
+	}
 	dir := t.TempDir()
 	cfg := fmt.Sprintf(`version: 0.1
 log:

@@ -56,10 +56,17 @@ type Options struct {
 	Prune bool
 	// Wait waits until every object is ready (Deployments available,
 	// StatefulSets and DaemonSets ready, Jobs complete, Apps Ready, CRDs
-	// established) or Timeout passes.
+	// established) or Timeout passes, failing early on what will not fix
+	// itself (see the function Wait).
 	Wait bool
 	// Timeout bounds the wait; default 5 minutes.
 	Timeout time.Duration
+	// PullGrace is how long an image pull may keep failing before the wait
+	// fails (see Wait); default 60 s.
+	PullGrace time.Duration
+	// Progress receives what is not ready and why while waiting (see
+	// WaitOptions.Progress).
+	Progress func(WaitProgress)
 	// Concurrency is how many objects are applied at once; default 8.
 	Concurrency int
 	// Logger receives progress; nil discards it.
@@ -172,7 +179,10 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructu
 		}
 	}
 	if opts.Wait {
-		if err := waitReady(ctx, cl, work, result, opts); err != nil {
+		wo := WaitOptions{Namespace: opts.Namespace, Timeout: opts.Timeout, PullGrace: opts.PullGrace,
+			Concurrency: opts.Concurrency, Logger: opts.Logger, Progress: opts.Progress}
+		wo.defaults()
+		if err := waitReady(ctx, cl, work, result, wo); err != nil {
 			return result, err
 		}
 	}

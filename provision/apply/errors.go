@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Sentinels wrapped by the errors Apply returns; test them with errors.Is.
@@ -115,3 +116,83 @@ func (e *NotReadyError) Error() string {
 }
 
 func (e *NotReadyError) Unwrap() error { return ErrNotReady }
+
+// ErrStuck: an object will not become ready without a change (see Wait).
+var ErrStuck = errors.New("will not become ready")
+
+// StuckError is an object that will not become ready by waiting longer:
+// one of its pods has an image that cannot be pulled, a container that
+// keeps crashing, a configuration that cannot be made, or needs a resource
+// no node has. It names all of it and what to do.
+type StuckError struct {
+	Object    ObjectRef     `json:"object"`
+	Pod       string        `json:"pod"`
+	Node      string        `json:"node,omitempty"`
+	Container string        `json:"container,omitempty"`
+	Image     string        `json:"image,omitempty"`
+	Reason    string        `json:"reason"`            // the kubelet's or scheduler's: ImagePullBackOff, CrashLoopBackOff, Unschedulable…
+	Message   string        `json:"message,omitempty"` // the kubelet's or scheduler's message
+	Detail    string        `json:"detail,omitempty"`  // k2's finding (which resource no node has)
+	For       time.Duration `json:"for,omitempty"`     // how long it has been so
+	Restarts  int32         `json:"restarts,omitempty"`
+	LastExit  *int32        `json:"lastExitCode,omitempty"`
+	// Logs are the container's last log lines (CrashLoopBackOff).
+	Logs []string `json:"logs,omitempty"`
+	// Hint says what to do.
+	Hint string `json:"hint"`
+}
+
+func (e *StuckError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: pod %s", shortRef(e.Object), ErrStuck, e.Pod)
+	var what []string
+	if e.Container != "" {
+		what = append(what, "container "+e.Container)
+	}
+	if e.Image != "" {
+		what = append(what, "image "+e.Image)
+	}
+	if e.Node != "" {
+		what = append(what, "on "+e.Node)
+	}
+	if len(what) > 0 {
+		b.WriteString(" (" + strings.Join(what, ", ") + ")")
+	}
+	b.WriteString(": " + e.Reason)
+	switch {
+	case e.Reason == ReasonCrashLoopBackOff || e.Restarts > 0 && e.LastExit != nil:
+		fmt.Fprintf(&b, " after %d restarts", e.Restarts)
+		if e.LastExit != nil {
+			fmt.Fprintf(&b, ", last exit code %d", *e.LastExit)
+		}
+	case e.For >= time.Second:
+		fmt.Fprintf(&b, " for %s", e.For)
+	}
+	if e.Message != "" {
+		b.WriteString(": " + oneLine(e.Message, podProblemMessageMaxSize))
+	}
+	if e.Detail != "" {
+		b.WriteString(" — " + e.Detail)
+	}
+	if len(e.Logs) == 0 {
+		b.WriteString("; " + e.Hint)
+		return b.String()
+	}
+	b.WriteString("\n  its last log lines:")
+	for _, l := range e.Logs {
+		b.WriteString("\n    | " + l)
+	}
+	b.WriteString("\n  what to do: " + e.Hint)
+	return b.String()
+}
+
+func (e *StuckError) Unwrap() error { return ErrStuck }
+
+// oneLine joins the lines of s and cuts it to at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}

@@ -212,6 +212,9 @@ func (r *Resolver) pick(group, kind string, allowBeta bool) (Mapping, error) {
 			unstable = append(unstable, m.GVK.GroupVersion().String())
 		}
 	}
+	if len(unstable) == 0 {
+		return Mapping{}, fmt.Errorf("%w: the server does not serve kind %s in group %q", ErrUnknownKind, kind, group)
+	}
 	return Mapping{}, fmt.Errorf("%w: the server serves kind %s only as %s (%s); k2 applies only stable APIs: set --allow-beta (k2 build/apply/deploy) to accept it",
 		ErrBetaOnly, kind, strings.Join(unstable, ", "), VersionStability(versionOf(unstable[0])))
 }

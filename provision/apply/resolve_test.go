@@ -91,6 +91,7 @@ func TestResolve(t *testing.T) {
 		{"", "deployment", false, "", apply.ErrUnknownKind, []string{"did you mean Deployment?"}},
 		{"apps/v2", "Deployment", false, "", apply.ErrUnknownKind, []string{"use apiVersion: apps/v1"}},
 		{"", "", false, "", apply.ErrInvalidObject, nil},
+		{"example.com/v1", "Gadget", true, "", apply.ErrUnknownKind, []string{"does not serve example.com/v1 Gadget"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.apiVersion+" "+tt.kind, func(t *testing.T) {

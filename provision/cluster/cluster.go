@@ -57,7 +57,10 @@ type Options struct {
 	// ReadyTimeout bounds each wait (control plane, nodes, each layer);
 	// default 5 minutes.
 	ReadyTimeout time.Duration
-	Logger       *slog.Logger
+	// PullGrace is how long a layer's image pulls may keep failing before
+	// the deploy fails (apply.WaitOptions.PullGrace); default 60 s.
+	PullGrace time.Duration
+	Logger    *slog.Logger
 }
 
 // Dir is where k2 keeps an environment's cluster identity.

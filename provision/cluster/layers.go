@@ -14,6 +14,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/kube"
+	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/storage/driver"
 	"helm.sh/helm/v3/pkg/strvals"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -111,6 +112,18 @@ func fingerprint(l artifact.LayerSpec, values map[string]string) string {
 	return l.Digest + "+values:" + hex.EncodeToString(sum[:8])
 }
 
+// layerProgress reports a layer's wait as progress events: what is not
+// ready and why, each time that changes.
+func layerProgress(st *engine.State, layer string) func(apply.WaitProgress) {
+	return func(p apply.WaitProgress) {
+		pct := 0
+		if p.Total > 0 {
+			pct = 100 * p.Ready / p.Total
+		}
+		st.Progress("", pct, "layer %s: %s", layer, p.Line)
+	}
+}
+
 // applyLog is the logger for apply: its per-second progress lines duplicate
 // the step events the deploy already prints, so they show only with -v.
 func applyLog(ctx context.Context, st *engine.State) *slog.Logger {
@@ -132,7 +145,8 @@ func (c *run) applyLayer(ctx context.Context, st *engine.State, cfg *rest.Config
 		}
 		_, err = apply.Apply(ctx, cfg, objs, apply.Options{
 			AllowBeta: a.Config.AllowBeta, Inventory: inventory(st.Env.Name, l.Name), Prune: true,
-			Wait: true, Timeout: c.o.ReadyTimeout, Logger: applyLog(ctx, st),
+			Wait: true, Timeout: c.o.ReadyTimeout, PullGrace: c.o.PullGrace, Logger: applyLog(ctx, st),
+			Progress: layerProgress(st, l.Name),
 		})
 		return len(objs), err
 	case artifact.KindChart:
@@ -140,7 +154,20 @@ func (c *run) applyLayer(ctx context.Context, st *engine.State, cfg *rest.Config
 		if err != nil {
 			return 0, err
 		}
-		return c.installChart(ctx, st, ch, spec, values)
+		manifest, err := c.installChart(ctx, st, ch, spec, values)
+		if err != nil {
+			return 0, err
+		}
+		// Watched like every other layer: every object the release made.
+		refs, err := releaseObjects(manifest, spec.Release)
+		if err != nil {
+			return 0, err
+		}
+		_, err = apply.Wait(ctx, cfg, refs, apply.WaitOptions{
+			Namespace: spec.Namespace, Timeout: c.o.ReadyTimeout, PullGrace: c.o.PullGrace,
+			Logger: applyLog(ctx, st), Progress: layerProgress(st, l.Name),
+		})
+		return len(refs), err
 	}
 	return 0, fmt.Errorf("layer %s: unknown kind %q", l.Name, l.Kind)
 }
@@ -193,38 +220,62 @@ func chartValues(spec *artifact.ChartSpec, values map[string]string) (map[string
 	return vals, nil
 }
 
-// installChart installs or upgrades a vendored chart with the Helm SDK:
+// installChart installs or upgrades a vendored chart with the Helm SDK —
 // the chart's defaults, then the values= file, then set pairs (with ARGs
-// resolved for the environment).
-func (c *run) installChart(ctx context.Context, st *engine.State, ch *chart.Chart, spec *artifact.ChartSpec, values map[string]string) (int, error) {
+// resolved for the environment) — and returns the release's manifest.
+// Helm does not wait: the layer's objects are watched by apply.Wait.
+func (c *run) installChart(ctx context.Context, st *engine.State, ch *chart.Chart, spec *artifact.ChartSpec, values map[string]string) (string, error) {
 	vals, err := chartValues(spec, values)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	ac, err := c.helm(st, spec.Namespace)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
-	var manifest string
-	if _, err := action.NewHistory(ac).Run(spec.Release); errors.Is(err, driver.ErrReleaseNotFound) {
+	last, err := ac.Releases.Last(spec.Release)
+	if errors.Is(err, driver.ErrReleaseNotFound) {
 		in := action.NewInstall(ac)
 		in.ReleaseName, in.Namespace, in.CreateNamespace = spec.Release, spec.Namespace, true
-		in.Wait, in.Timeout = true, c.o.ReadyTimeout
+		in.Timeout = c.o.ReadyTimeout
 		rel, err := in.RunWithContext(ctx, ch, vals)
 		if err != nil {
-			return 0, fmt.Errorf("installing chart %s: %w", spec.Release, err)
+			return "", fmt.Errorf("installing chart %s: %w", spec.Release, err)
 		}
-		manifest = rel.Manifest
-	} else {
-		up := action.NewUpgrade(ac)
-		up.Namespace, up.Wait, up.Timeout = spec.Namespace, true, c.o.ReadyTimeout
-		rel, err := up.RunWithContext(ctx, spec.Release, ch, vals)
-		if err != nil {
-			return 0, fmt.Errorf("upgrading chart %s: %w", spec.Release, err)
-		}
-		manifest = rel.Manifest
+		return rel.Manifest, nil
 	}
-	return strings.Count("\n"+manifest, "\nkind: "), nil
+	if err != nil {
+		return "", fmt.Errorf("reading chart %s's release: %w", spec.Release, err)
+	}
+	if last.Info.Status.IsPending() {
+		// A deploy killed during Helm's install or upgrade left it pending;
+		// this deploy holds the environment's lock, so nobody else is at it.
+		st.Log.Info("marking an interrupted Helm operation failed", "release", spec.Release, "status", last.Info.Status)
+		last.SetStatus(release.StatusFailed, "interrupted (k2 deploy was stopped during it)")
+		if err := ac.Releases.Update(last); err != nil {
+			return "", fmt.Errorf("chart %s: clearing the interrupted %s: %w", spec.Release, last.Info.Status, err)
+		}
+	}
+	up := action.NewUpgrade(ac)
+	up.Namespace, up.Timeout = spec.Namespace, c.o.ReadyTimeout
+	rel, err := up.RunWithContext(ctx, spec.Release, ch, vals)
+	if err != nil {
+		return "", fmt.Errorf("upgrading chart %s: %w", spec.Release, err)
+	}
+	return rel.Manifest, nil
+}
+
+// releaseObjects lists the objects of a release's manifest.
+func releaseObjects(manifest, release string) ([]apply.ObjectRef, error) {
+	objs, err := apply.Decode(strings.NewReader(manifest), "chart "+release)
+	if err != nil {
+		return nil, fmt.Errorf("reading chart %s's manifest: %w", release, err)
+	}
+	refs := make([]apply.ObjectRef, 0, len(objs))
+	for _, o := range objs {
+		refs = append(refs, apply.ObjectRef{APIVersion: o.GetAPIVersion(), Kind: o.GetKind(), Namespace: o.GetNamespace(), Name: o.GetName()})
+	}
+	return refs, nil
 }
 
 func (c *run) helm(st *engine.State, namespace string) (*action.Configuration, error) {

@@ -97,6 +97,49 @@ type Status struct {
 	Apps     []AppStatus        `json:"apps"`
 	Healthy  bool               `json:"healthy"`
 	Problems []string           `json:"problems,omitempty"`
+	// Failure is where the last deployment stopped, when it failed or was
+	// interrupted: the step, the reason and the ways on.
+	Failure *Failure `json:"failure,omitempty"`
+}
+
+// Failure is where a deployment that did not finish stopped.
+type Failure struct {
+	Step string `json:"step"`
+	// Item is the machine or layer of the step that failed ("layer/web").
+	Item   string `json:"item,omitempty"`
+	Reason string `json:"reason"`
+	// Next are the commands that go on from here: resume, or destroy.
+	Next []string `json:"next"`
+}
+
+// lastFailure reads where deployment d stopped from its journal: the failed
+// item, else the failed step, else (killed) the last step started.
+func lastFailure(ctx context.Context, s *state.Store, d *state.Deployment) *Failure {
+	recs, err := s.Journal(ctx, d.ID)
+	if err != nil {
+		return nil
+	}
+	var pick *state.StepRecord
+	for i := range recs {
+		r := &recs[i]
+		switch {
+		case r.State == state.StepFailed && (pick == nil || pick.State != state.StepFailed || r.Key != ""):
+			pick = r
+		case r.State == state.StepStarted && (pick == nil || pick.State == state.StepStarted):
+			pick = r
+		}
+	}
+	f := &Failure{Reason: d.Error, Next: []string{"k2 resume " + d.Env, "k2 destroy " + d.Env}}
+	if pick != nil {
+		f.Step, f.Item = pick.Step, pick.Key
+		if pick.Error != "" {
+			f.Reason = pick.Error
+		}
+	}
+	if f.Reason == "" {
+		f.Reason = string(d.Result)
+	}
+	return f
 }
 
 // NodeStatus is one Node of the cluster.
@@ -143,7 +186,16 @@ func GetStatus(ctx context.Context, s *state.Store, home, env string) (*Status, 
 		st.Problems = append(st.Problems, "not deployed")
 		return st, nil
 	}
-	if st.Last.Result != state.Succeeded {
+	switch st.Last.Result {
+	case state.Succeeded:
+	case state.Failed, state.Interrupted:
+		st.Failure = lastFailure(ctx, s, st.Last)
+		where := st.Failure.Step
+		if st.Failure.Item != "" {
+			where += " (" + st.Failure.Item + ")"
+		}
+		st.Problems = append(st.Problems, fmt.Sprintf("last %s %s at %s", st.Last.Op, st.Last.Result, where))
+	default:
 		st.Problems = append(st.Problems, fmt.Sprintf("last %s %s: %s", st.Last.Op, st.Last.Result, st.Last.Error))
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", KubeconfigPath(home, env))

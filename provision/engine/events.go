@@ -89,7 +89,13 @@ func formatEvent(e Event) string {
 		fmt.Fprintf(&b, "done in %s", e.Elapsed.Round(time.Millisecond))
 	case EventStepSkipped, EventItemSkipped:
 		b.WriteString("already done")
-	case EventStepFailed, EventItemFailed:
+	case EventStepFailed:
+		if e.Machine != "" { // its item's failure was printed just before
+			b.WriteString("failed (the error is above)")
+			break
+		}
+		b.WriteString("failed: " + e.Error)
+	case EventItemFailed:
 		b.WriteString("failed: " + e.Error)
 	case EventCleanupStarted:
 		b.WriteString("cleaning up")

@@ -323,6 +323,8 @@ func TestPrinter(t *testing.T) {
 		{Kind: engine.EventStepSkipped, Step: "pull", Index: 1, Total: 5},
 		{Kind: engine.EventStepStarted, Step: "apply", Index: 4, Total: 5, Attempt: 2},
 		{Kind: engine.EventStepFailed, Step: "apply", Index: 4, Total: 5, Error: "apply: timeout"},
+		{Kind: engine.EventItemFailed, Step: "layers", Index: 5, Total: 5, Machine: "layer/web", Error: "pod web-1: ImagePullBackOff"},
+		{Kind: engine.EventStepFailed, Step: "layers", Index: 5, Total: 5, Machine: "layer/web", Error: "layers: layer/web: pod web-1: ImagePullBackOff"},
 	} {
 		p(e)
 	}
@@ -332,6 +334,8 @@ func TestPrinter(t *testing.T) {
 [1/5] pull: already done
 [4/5] apply: started (attempt 2)
 [4/5] apply: failed: apply: timeout
+[5/5] layers: layer/web: failed: pod web-1: ImagePullBackOff
+[5/5] layers: layer/web: failed (the error is above)
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)

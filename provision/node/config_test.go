@@ -94,6 +94,9 @@ func TestKubeletConfigValidates(t *testing.T) {
 	if kc.CgroupRoot != "/k2/w1" || kc.ClusterDNS[0] != DNSAddress || kc.ContainerRuntimeEndpoint != "unix://"+p.Socket {
 		t.Errorf("cgroupRoot %q clusterDNS %v endpoint %q", kc.CgroupRoot, kc.ClusterDNS, kc.ContainerRuntimeEndpoint)
 	}
+	if kc.PodLogsDir != filepath.Join(p.Kubelet, "pod-logs") {
+		t.Errorf("podLogsDir %q: each node needs its own (kubelets sharing one delete each other's logs)", kc.PodLogsDir)
+	}
 	if cgroupV1() && kc.FailCgroupV1 {
 		t.Error("cgroup v1 host but failCgroupV1 is true: the kubelet would refuse to start")
 	}

@@ -67,6 +67,10 @@ func kubeletConfig(o *Options, p containerdPaths, caFile string) *kubeletv1beta1
 		RotateCertificates:          false,
 		ServerTLSBootstrap:          false,
 		StaticPodPath:               "",
+		// Each node keeps its pods' logs: kubelets that shared the host's
+		// /var/log/pods (local machines) deleted each other's, taking the
+		// logs kubectl logs --previous and k2's crash reports read.
+		PodLogsDir: filepath.Join(p.Kubelet, "pod-logs"),
 	}
 	if cgroupV1() {
 		// This host still runs cgroup v1; the kubelet refuses it otherwise.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/host"
 	"k2.dev/k2/providers/sdk"
+	"k2.dev/k2/provision/apply"
 	"k2.dev/k2/provision/cluster"
 	"k2.dev/k2/provision/engine"
 	"k2.dev/k2/provision/promote"
@@ -39,6 +41,7 @@ type deployFlags struct {
 	dryRun     bool
 	rollback   bool
 	timeout    time.Duration
+	pullGrace  time.Duration
 	remote     remoteFlags
 	// source is recorded with the deployment (promote: the source env;
 	// rollback: the deployment restored).
@@ -66,6 +69,14 @@ func (d *deployFlags) register(cmd *cobra.Command) {
 	d.remote.register(cmd)
 }
 
+// registerWait adds the flags of the readiness waits.
+func (d *deployFlags) registerWait(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	fl.DurationVar(&d.pullGrace, "pull-grace", apply.DefaultPullGrace,
+		"how long a layer's image pulls may keep failing before the deploy fails (it stays resumable)")
+}
+
 func newDeployCmd(g *globals) *cobra.Command {
 	var d deployFlags
 	cmd := &cobra.Command{
@@ -82,6 +93,14 @@ resolved to the server's stable version), charts with Helm.
 Every step is journaled: if the deploy is killed or fails, run it again (or
 'k2 resume') and it continues where it stopped, without duplicate machines.
 --rollback deletes what a failed deploy made instead.
+
+While a layer is not ready the progress line says which objects, pods and
+containers are not and why. A deploy does not wait out what will not fix
+itself: an image that cannot be pulled for --pull-grace, an invalid image
+name, a container that keeps crashing (after its 3rd restart, with its last
+log lines), a missing Secret or ConfigMap, a pod that needs a resource no
+node has. It fails at once naming the pod, container, image and reason;
+fix the cause and 'k2 resume' (k2 status shows where it stopped).
 
 --dry-run prints the plan and changes nothing: no machine, no record.
 A missing ARG or a pool the provider cannot make fails here, before
@@ -109,7 +128,7 @@ anything is created.`,
 	}
 	d.register(cmd)
 	cmd.Flags().BoolVar(&d.rollback, "rollback", false, "on failure, delete what this deploy made instead of keeping it for a resume")
-	cmd.Flags().DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	d.registerWait(cmd)
 	return cmd
 }
 
@@ -207,7 +226,7 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 		Command: strings.Join(os.Args, " "), Source: d.source,
 		Steps: cluster.Steps(cluster.Options{
 			Home: g.home, K2Binary: self, Provider: c, ProviderConfig: sdk.Config(env.ProviderConfig),
-			Artifact: a, Previous: prev, ReadyTimeout: d.timeout, Logger: log,
+			Artifact: a, Previous: prev, ReadyTimeout: d.timeout, PullGrace: d.pullGrace, Logger: log,
 		}),
 		Rollback: d.rollback,
 		OnEvent:  engine.NewPrinter(g.stderr),
@@ -245,6 +264,12 @@ func (w apiWarnings) HandleWarningHeader(code int, agent, text string) {
 
 // renderDeploy prints a deploy's result, or returns its error.
 func renderDeploy(g *globals, f output.Format, res *engine.DeployResult, err error) error {
+	var se *engine.StepError
+	if errors.As(err, &se) && res != nil && res.Deployment.Result == state.Failed {
+		env := res.Deployment.Env
+		return usererr.Wrap(usererr.KindFailure, err, fmt.Sprintf(
+			"the deploy stopped there and is journaled: after the fix, run 'k2 resume %s' to continue from that step (or 'k2 destroy %s'); 'k2 status %s' shows it again", env, env, env))
+	}
 	if err != nil {
 		return engine.UserError(err)
 	}

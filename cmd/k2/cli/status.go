@@ -53,6 +53,14 @@ func writeStatus(w io.Writer, st *cluster.Status) error {
 		fmt.Fprintf(w, "Last:\t%s %s %s (%s)\n", st.Last.Op, st.Last.ArtifactRef, st.Last.Result, st.Last.StartedAt.Format("2006-01-02 15:04:05Z07:00"))
 	}
 	fmt.Fprintf(w, "Health:\t%s\n", health)
+	if f := st.Failure; f != nil {
+		where := f.Step
+		if f.Item != "" {
+			where += ", " + f.Item
+		}
+		fmt.Fprintf(w, "Stopped at:\t%s\nReason:\t%s\n", where, strings.ReplaceAll(f.Reason, "\n", "\n\t"))
+		fmt.Fprintf(w, "Next:\tfix the cause, then '%s' to continue from there; or '%s' to delete its machines\n", f.Next[0], f.Next[1])
+	}
 	t := output.Table(w)
 	fmt.Fprintln(t, "\nMACHINE\tROLE\tPOOL\tSTATE\tPROVIDER ID")
 	for _, m := range st.Machines {

@@ -31,7 +31,7 @@ Machines that exist are kept; new pools are created.`,
 	}
 	d.register(cmd)
 	cmd.Flags().Lookup("env").Hidden = true
-	cmd.Flags().DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	d.registerWait(cmd)
 	return cmd
 }
 
@@ -68,6 +68,6 @@ request id). Fails when there is nothing to resume.`,
 		},
 	}
 	d.remote.register(cmd)
-	cmd.Flags().DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	d.registerWait(cmd)
 	return cmd
 }

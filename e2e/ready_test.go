@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"k2.dev/k2/internal/imagetest"
+)
+
+// readyChart is a chart of one Deployment running .Values.image; pull
+// policy Always, so that a fixed image pushed under the same tag is what a
+// new pod runs.
+func readyChart(name, image string) map[string]string {
+	return map[string]string{
+		"charts/" + name + "/Chart.yaml":  "apiVersion: v2\nname: " + name + "\nversion: 0.1.0\n",
+		"charts/" + name + "/values.yaml": "image: " + image + "\n",
+		"charts/" + name + "/templates/deploy.yaml": `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ .Release.Name }}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: {{ .Release.Name }}}
+  template:
+    metadata:
+      labels: {app: {{ .Release.Name }}}
+    spec:
+      containers:
+      - name: main
+        image: {{ .Values.image }}
+        imagePullPolicy: Always
+`,
+	}
+}
+
+// exitImage is img running "httpserver get http://127.0.0.1:1/": it exits
+// at once, its last log line saying the connection was refused.
+func exitImage(t *testing.T, img v1.Image) v1.Image {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.Cmd = []string{"get", "http://127.0.0.1:1/"}
+	out, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestDeployFailsFastAndResumes is what a new user hits first, on real
+// kubelet nodes and one cluster: an artifact whose chart and App name an
+// image on a loopback registry address where nothing listens yet. The
+// deploy must fail well before the 5-minute layer timeout, naming the pod,
+// the image and the reason; k2 status must show where it stopped, why, and
+// the ways on; once the image is pushed to that registry, k2 resume must
+// finish. Then the same for a container that exits at once
+// (CrashLoopBackOff after its third restart, with its last log line), added
+// by an upgrade, fixed by pushing a working image under the same tag.
+func TestDeployFailsFastAndResumes(t *testing.T) {
+	requireRealPods(t)
+	reg := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens here yet
+	image, crash := reg+"/hello:1.0", reg+"/crash:1.0"
+	web := imagetest.HTTPServerImage(t)
+	files := readyChart("hello", image)
+	for k, v := range readyChart("crash", crash) {
+		files[k] = v
+	}
+	v1 := "FROM k2/base:v1.37\nADD ./charts/hello\nAPP web image=" + image + " port=8080\nMACHINES control-plane=1 worker=1\n"
+	files["K8sfile"] = v1
+	files["K8sfile.v2"] = v1 + "ADD ./charts/crash\n"
+	dir := writeFiles(t, files)
+	home := t.TempDir()
+	mustK2(t, home, "build", "-q", "-t", "ready:v1", dir)
+	mustK2(t, home, "build", "-q", "-t", "ready:v2", "-f", filepath.Join(dir, "K8sfile.v2"), dir)
+	const env = "ready"
+	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(home, "clusters", env, "cluster.json")); err == nil {
+			k2(t, home, "destroy", env, "--yes")
+		}
+	})
+
+	// 1. The image cannot be pulled: the deploy fails fast and says why.
+	start := time.Now()
+	r := k2(t, home, "deploy", "ready:v1", "--provider", "local", "--env", env)
+	took := time.Since(start)
+	t.Logf("deploy failed after %s:\n%s", took.Round(time.Millisecond), r.Stderr)
+	if r.Code != 1 {
+		t.Fatalf("deploy: exit %d, want 1\n%s", r.Code, r.Stderr)
+	}
+	if took > 2*time.Minute {
+		t.Errorf("deploy took %s to fail; want under 2 minutes", took)
+	}
+	errLine := lastLines(r.Stderr, 1)
+	for _, want := range []string{"layer/hello", "Deployment default/hello will not become ready", "pod hello-", "image " + image,
+		"for 1m", "nothing listens on " + reg, "k2 build --vendor-images", "k2 resume " + env} {
+		if !strings.Contains(errLine, want) {
+			t.Errorf("deploy error lacks %q:\n%s", want, errLine)
+		}
+	}
+	if !regexp.MustCompile(`(ErrImagePull|ImagePullBackOff) for 1m`).MatchString(errLine) {
+		t.Errorf("deploy error names no pull failure:\n%s", errLine)
+	}
+	if !regexp.MustCompile(`layer hello: 0 of 1 objects ready — Deployment default/hello: 0/1 pods ready; pod hello-\S+: (ErrImagePull|ImagePullBackOff): ` + regexp.QuoteMeta(image) + `: `).MatchString(r.Stderr) {
+		t.Errorf("no progress line saying what is not ready and why:\n%s", r.Stderr)
+	}
+	checkStopped(t, home, env, "layer/hello", image, "ImagePull")
+
+	// 2. Make the image available where the artifact names it; resume.
+	startDockerRegistryAt(t, reg)
+	imagetest.Push(t, web, image)
+	start = time.Now()
+	r = mustK2(t, home, "resume", env)
+	t.Logf("resume finished in %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(r.Stderr, "restarting pod hello-") {
+		t.Errorf("resume did not restart the backed-off pod:\n%s", r.Stderr)
+	}
+	if st := status(t, home, env); !st.Healthy {
+		t.Errorf("after resume: not healthy: %+v", st)
+	}
+
+	// 3. A container that exits at once, added by an upgrade.
+	imagetest.Push(t, exitImage(t, web), crash)
+	start = time.Now()
+	r = k2(t, home, "upgrade", env, "ready:v2")
+	took = time.Since(start)
+	t.Logf("upgrade failed after %s:\n%s", took.Round(time.Millisecond), r.Stderr)
+	if r.Code != 1 {
+		t.Fatalf("upgrade: exit %d, want 1\n%s", r.Code, r.Stderr)
+	}
+	if took > 2*time.Minute {
+		t.Errorf("upgrade took %s to fail; want under 2 minutes", took)
+	}
+	for _, want := range []string{"layer/crash", "Deployment default/crash will not become ready", "pod crash-", "image " + crash,
+		"CrashLoopBackOff after 3 restarts, last exit code 1", "its last log lines:", "| Get \"http://127.0.0.1:1/\"",
+		"connection refused", "k2 resume " + env} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("upgrade error lacks %q:\n%s", want, lastLines(r.Stderr, 8))
+		}
+	}
+	checkStopped(t, home, env, "layer/crash", crash, "CrashLoopBackOff")
+
+	// 4. Push a working image under the same tag; resume.
+	imagetest.Push(t, web, crash)
+	start = time.Now()
+	mustK2(t, home, "resume", env)
+	t.Logf("resume finished in %s", time.Since(start).Round(time.Millisecond))
+	if st := status(t, home, env); !st.Healthy {
+		t.Errorf("after the second resume: not healthy: %+v", st)
+	}
+	mustK2(t, home, "destroy", env, "--yes")
+}
+
+// checkStopped checks that k2 status (text and JSON) shows where the last
+// deployment stopped, the reason and the ways on.
+func checkStopped(t *testing.T, home, env, item, image, reason string) {
+	t.Helper()
+	text := mustK2(t, home, "status", env).Stdout
+	for _, want := range []string{"Stopped at:\tlayers, " + item, "Reason:", image, reason,
+		"'k2 resume " + env + "'", "'k2 destroy " + env + "'"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("k2 status lacks %q:\n%s", want, text)
+		}
+	}
+	var st struct {
+		Healthy bool
+		Failure struct {
+			Step, Item, Reason string
+			Next               []string
+		}
+	}
+	if err := json.Unmarshal([]byte(mustK2(t, home, "status", env, "-o", "json").Stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	f := st.Failure
+	if st.Healthy || f.Step != "layers" || f.Item != item || !strings.Contains(f.Reason, image) || !strings.Contains(f.Reason, reason) ||
+		strings.Join(f.Next, ",") != "k2 resume "+env+",k2 destroy "+env {
+		t.Errorf("k2 status -o json: %+v", st)
+	}
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
