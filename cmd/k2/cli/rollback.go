@@ -72,7 +72,7 @@ the digest must still carry a valid one.`,
 	}
 	cmd.Flags().StringVar(&to, "to", "", "digest to roll back to (default: the one before the current deployment)")
 	cmd.Flags().BoolVar(&d.dryRun, "dry-run", false, "print what would be restored and the plan; change nothing")
-	cmd.Flags().DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	d.registerWait(cmd)
 	d.remote.register(cmd)
 	return cmd
 }
