@@ -144,7 +144,7 @@ func TestDeployFailsFastAndResumes(t *testing.T) {
 		t.Errorf("upgrade took %s to fail; want under 2 minutes", took)
 	}
 	for _, want := range []string{"layer/crash", "Deployment default/crash will not become ready", "pod crash-", "image " + crash,
-		"CrashLoopBackOff after 3 restarts, last exit code 1", "its last log lines:", "| Get \"http://127.0.0.1:1/\"",
+		"CrashLoopBackOff after 3 restarts, last exit code 1: ", "its last log lines:", "| Get \"http://127.0.0.1:1/\"",
 		"connection refused", "k2 resume " + env} {
 		if !strings.Contains(r.Stderr, want) {
 			t.Errorf("upgrade error lacks %q:\n%s", want, lastLines(r.Stderr, 8))

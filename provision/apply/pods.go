@@ -114,11 +114,12 @@ func (p *podProblem) backedOff() bool {
 	return p.Restarts > 0 && p.bad()
 }
 
-// crashing reports whether the container keeps exiting: in CrashLoopBackOff
-// after at least n restarts, or (should a poll have missed that back-off)
-// exited again after more.
+// crashing reports whether the container keeps exiting: after at least n
+// restarts it is in CrashLoopBackOff, or has just exited again (the kubelet
+// backs off before the next start, but under load may report the back-off
+// late or not at all between two polls).
 func (p *podProblem) crashing(n int32) bool {
-	return p.Reason == ReasonCrashLoopBackOff && p.Restarts >= n || p.Terminated && p.Restarts > n
+	return p.Restarts >= n && (p.Reason == ReasonCrashLoopBackOff || p.Terminated)
 }
 
 // diagnosePod returns why pod is not ready, or nil when it is ready (or

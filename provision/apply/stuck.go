@@ -29,6 +29,7 @@ func (w *waiter) stuck(ctx context.Context, pods map[int]*objectPods) error {
 					Image: p.Image, Reason: p.Reason, Message: p.Message, Restarts: p.Restarts, LastExit: p.LastExit,
 					For: now.Sub(w.firstSeen(p, now)).Round(time.Second), Detail: reason, Hint: hint}
 				if p.crashing(defaultCrashRestarts) {
+					e.Reason = ReasonCrashLoopBackOff // what the kubelet calls a container it backs off restarting
 					e.Logs = lastLogLines(ctx, w.cl, p.Namespace, p.Pod, p.Container, p.Terminated, defaultLogLines)
 				}
 				r := &w.result.Objects[i]
