@@ -117,7 +117,7 @@ func (e *NotReadyError) Error() string {
 
 func (e *NotReadyError) Unwrap() error { return ErrNotReady }
 
-// ErrStuck: an object will not become ready without a change (see Wait).
+// ErrStuck means an object will not become ready without a change (see Wait).
 var ErrStuck = errors.New("will not become ready")
 
 // StuckError is an object that will not become ready by waiting longer:
