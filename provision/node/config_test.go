@@ -94,8 +94,10 @@ func TestKubeletConfigValidates(t *testing.T) {
 	if kc.CgroupRoot != "/k2/w1" || kc.ClusterDNS[0] != DNSAddress || kc.ContainerRuntimeEndpoint != "unix://"+p.Socket {
 		t.Errorf("cgroupRoot %q clusterDNS %v endpoint %q", kc.CgroupRoot, kc.ClusterDNS, kc.ContainerRuntimeEndpoint)
 	}
-	if kc.PodLogsDir != filepath.Join(p.Kubelet, "pod-logs") {
-		t.Errorf("podLogsDir %q: each node needs its own (kubelets sharing one delete each other's logs)", kc.PodLogsDir)
+	// Each node keeps its pod logs in its data dir: a kubelet's garbage
+	// collection removes the log directories of pods it does not know.
+	if want := filepath.Join(o.DataDir, "logs", "pods"); kc.PodLogsDir != want {
+		t.Errorf("podLogsDir %q, want %q", kc.PodLogsDir, want)
 	}
 	if cgroupV1() && kc.FailCgroupV1 {
 		t.Error("cgroup v1 host but failCgroupV1 is true: the kubelet would refuse to start")

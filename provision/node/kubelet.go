@@ -61,16 +61,17 @@ func kubeletConfig(o *Options, p containerdPaths, caFile string) *kubeletv1beta1
 			"nodefs.available":  "1%",
 			"imagefs.available": "1%",
 		},
+		// Not the host's /var/log/pods: every kubelet's garbage collection
+		// removes the log directories of pods it does not know, which would
+		// be every other node's on this host.
+		PodLogsDir: filepath.Join(o.DataDir, "logs", "pods"),
+
 		ImageGCHighThresholdPercent: ptr.To[int32](99),
 		ImageGCLowThresholdPercent:  ptr.To[int32](98),
 		ProtectKernelDefaults:       false,
 		RotateCertificates:          false,
 		ServerTLSBootstrap:          false,
 		StaticPodPath:               "",
-		// Each node keeps its pods' logs: kubelets that shared the host's
-		// /var/log/pods (local machines) deleted each other's, taking the
-		// logs kubectl logs --previous and k2's crash reports read.
-		PodLogsDir: filepath.Join(p.Kubelet, "pod-logs"),
 	}
 	if cgroupV1() {
 		// This host still runs cgroup v1; the kubelet refuses it otherwise.
