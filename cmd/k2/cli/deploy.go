@@ -71,9 +71,15 @@ func (d *deployFlags) register(cmd *cobra.Command) {
 
 // registerWait adds the flags of the readiness waits.
 func (d *deployFlags) registerWait(cmd *cobra.Command) {
+	addWaitFlags(cmd, &d.timeout, &d.pullGrace)
+}
+
+// addWaitFlags adds --timeout and --pull-grace, the bounds of a deploy's
+// readiness waits, to cmd.
+func addWaitFlags(cmd *cobra.Command, timeout, pullGrace *time.Duration) {
 	fl := cmd.Flags()
-	fl.DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
-	fl.DurationVar(&d.pullGrace, "pull-grace", apply.DefaultPullGrace,
+	fl.DurationVar(timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	fl.DurationVar(pullGrace, "pull-grace", apply.DefaultPullGrace,
 		"how long a layer's image pulls may keep failing before the deploy fails (it stays resumable)")
 }
 

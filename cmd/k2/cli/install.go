@@ -25,10 +25,11 @@ import (
 )
 
 type installFlags struct {
-	resume  string
-	keys    []string
-	timeout time.Duration
-	remote  remoteFlags
+	resume    string
+	keys      []string
+	timeout   time.Duration
+	pullGrace time.Duration
+	remote    remoteFlags
 }
 
 func newInstallCmd(g *globals) *cobra.Command {
@@ -72,7 +73,7 @@ terminal, use 'k2 deploy REF --provider P --env E', which does the same.`,
 	}
 	cmd.Flags().StringVar(&f.resume, "resume", "", "continue ENV's interrupted or failed deploy from its journal")
 	cmd.Flags().StringArrayVar(&f.keys, "verify-key", nil, "require a valid signature by this public key (repeatable: any of them), as k2 deploy --verify-key; the artifact page shows the check")
-	cmd.Flags().DurationVar(&f.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	addWaitFlags(cmd, &f.timeout, &f.pullGrace)
 	f.remote.register(cmd)
 	return cmd
 }
@@ -111,7 +112,7 @@ func runInstall(ctx context.Context, g *globals, f *installFlags, ref string) er
 					}
 					return cluster.Steps(cluster.Options{
 						Home: g.home, K2Binary: self, Provider: sr.Provider, ProviderConfig: sr.ProviderConfig,
-						Artifact: sr.Artifact, Previous: prev, ReadyTimeout: f.timeout, Logger: sr.Logger,
+						Artifact: sr.Artifact, Previous: prev, ReadyTimeout: f.timeout, PullGrace: f.pullGrace, Logger: sr.Logger,
 					})(st)
 				}
 			},

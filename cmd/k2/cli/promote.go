@@ -89,7 +89,7 @@ source environment).`,
 	fl.StringVar(&from, "from", "", "environment whose artifact is promoted")
 	fl.StringVar(&to, "to", "", "environment to deploy it to (must exist)")
 	fl.BoolVar(&d.dryRun, "dry-run", false, "print the plan and every gate's verdict; change nothing")
-	fl.DurationVar(&d.timeout, "timeout", defaultReadyTimeout, "how long to wait for the control plane, the nodes and each layer to be ready")
+	d.registerWait(cmd)
 	d.remote.register(cmd)
 	return cmd
 }
