@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"k2.dev/k2/internal/imagetest"
+	"k2.dev/k2/internal/testutil"
 )
 
 // readyChart is a chart of one Deployment running .Values.image; pull
@@ -71,7 +72,7 @@ func exitImage(t *testing.T, img v1.Image) v1.Image {
 // by an upgrade, fixed by pushing a working image under the same tag.
 func TestDeployFailsFastAndResumes(t *testing.T) {
 	requireRealPods(t)
-	reg := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens here yet
+	reg := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) // nothing listens here yet
 	image, crash := reg+"/hello:1.0", reg+"/crash:1.0"
 	web := imagetest.HTTPServerImage(t)
 	files := readyChart("hello", image)
