@@ -25,6 +25,9 @@ type pane struct {
 	socket string
 }
 
+// panes counts the panes made, for their sockets' names.
+var panes int
+
 func newPane(t *testing.T, env []string, argv ...string) *pane {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
@@ -33,7 +36,8 @@ func newPane(t *testing.T, env []string, argv ...string) *pane {
 		}
 		t.Skip("tmux is not installed")
 	}
-	p := &pane{t: t, socket: fmt.Sprintf("k2-e2e-install-%d", os.Getpid())}
+	panes++
+	p := &pane{t: t, socket: fmt.Sprintf("k2-e2e-install-%d-%d", os.Getpid(), panes)}
 	// The command's exit status stays on the screen after it ends.
 	shell := shellJoin(argv) + `; echo "k2-exit=$?"; sleep 3600`
 	args := []string{"new-session", "-d", "-s", "k2", "-x", "80", "-y", "24"}
@@ -41,7 +45,7 @@ func newPane(t *testing.T, env []string, argv ...string) *pane {
 		args = append(args, "-e", e)
 	}
 	p.tmux(append(args, shell)...)
-	t.Cleanup(func() { exec.Command("tmux", "-L", p.socket, "kill-server").Run() })
+	t.Cleanup(p.close)
 	return p
 }
 
@@ -61,6 +65,9 @@ func (p *pane) tmux(args ...string) string {
 	}
 	return string(out)
 }
+
+// close ends the pane's tmux server.
+func (p *pane) close() { exec.Command("tmux", "-L", p.socket, "kill-server").Run() }
 
 // capture is the screen's text.
 func (p *pane) capture() string { return p.tmux("capture-pane", "-p", "-t", "k2") }
@@ -160,8 +167,8 @@ func checkGolden(t *testing.T, name, got string) {
 }
 
 // onlyProvider keeps, of the environment page's provider list, the rows of
-// provider name: the built-in providers other engineers add must not
-// change this test's screen.
+// provider name, and makes each run of blank lines one: the built-in
+// providers other engineers add must not change this test's screen.
 func onlyProvider(screen, name string) string {
 	var out []string
 	inList := false
@@ -183,6 +190,9 @@ func onlyProvider(screen, name string) string {
 		case inList && strings.TrimSpace(l) != "":
 			inList = false
 		}
+		if strings.TrimSpace(l) == "" && len(out) > 0 && strings.TrimSpace(out[len(out)-1]) == "" {
+			continue
+		}
 		out = append(out, l)
 	}
 	return strings.Join(out, "\n")
@@ -190,7 +200,8 @@ func onlyProvider(screen, name string) string {
 
 // TestInstallTUI runs `k2 install` in tmux against the local provider as
 // a person would: build examples/hello from the artifact page, name the
-// environment, pick local, set network=host, review, deploy, and read the
+// environment, pick local, set network=host, review, deploy, stop it with
+// Ctrl-C, resume it with --resume, and read the
 // done page; each screen is compared with a golden capture. It ends with a
 // cluster whose nodes the real kubectl sees Ready, as `k2 status` says.
 func TestInstallTUI(t *testing.T) {
@@ -240,11 +251,28 @@ func TestInstallTUI(t *testing.T) {
 	dry := mustK2(t, home, "deploy", "hello:latest", "--env", "dev", "--provider", "local", "--dry-run").Stdout
 	checkReview(t, review, dry)
 
+	// Ctrl-C while the control plane comes up: asked first, then the
+	// deploy stops, resumable, and k2 install exits 130 saying how.
 	p.keys("Enter")
+	p.wait("✓ control-plane ", 2*time.Minute)
+	p.keys("C-c")
+	p.wait("Stop the deploy?", 10*time.Second)
+	p.keys("C-c")
+	if s := p.wait("Resume later with 'k2 install --resume dev'", time.Minute); !strings.Contains(s, "■") {
+		t.Errorf("the stopped deploy shows no stopped step:\n%s", s)
+	}
+	p.keys("q")
+	if s := p.wait("k2-exit=", 30*time.Second); !strings.Contains(s, "k2-exit=130") || !strings.Contains(s, "k2 install --resume dev") {
+		t.Errorf("after quitting the stopped deploy:\n%s", s)
+	}
+	p.close()
+
+	// k2 install --resume dev continues the journal to the end.
+	p = newPane(t, []string{"K2_HOME=" + home, "TERM=screen-256color"}, k2Bin, "install", "--resume", "dev")
 	done := p.wait("Press enter to see the cluster", 4*time.Minute)
 	shot("6-deploy", done)
 	p.keys("l")
-	if s := p.wait("log (l to hide)", 10*time.Second); !strings.Contains(s, "INFO") {
+	if s := p.wait("log (l to hide)", 10*time.Second); !regexp.MustCompile(`\d\d:\d\d:\d\d (INFO|WARN) `).MatchString(s) {
 		t.Errorf("the log pane shows no log:\n%s", s)
 	}
 	p.keys("l", "Enter")

@@ -51,6 +51,7 @@ type harness struct {
 	mu    sync.Mutex
 	fails int           // how many more times the App layer fails
 	block chan struct{} // while not nil and open, the App layer waits
+	waits int           // how many times the App layer began to wait
 	cfg   sdk.Config    // the provider config the steps were made with
 	// refuse, when set, is the gates' refusal (see gates).
 	refuse error
@@ -127,6 +128,9 @@ func (s *layersStep) Run(ctx context.Context, st *engine.State) error {
 			fail, block := s.h.fails > 0, s.h.block
 			if fail {
 				s.h.fails--
+			}
+			if !fail && block != nil {
+				s.h.waits++
 			}
 			s.h.mu.Unlock()
 			if fail {

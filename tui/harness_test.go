@@ -21,7 +21,9 @@ import (
 	"k2.dev/k2/tui"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+// updating reports -update: rewrite the golden files in testdata. The flag
+// is teatest's (its golden package declares it), which this package links.
+func updating() bool { return flag.Lookup("update").Value.String() == "true" }
 
 // pluginDir holds the plugins the tests discover: the local provider and
 // the example provider, each built as an external plugin once.
@@ -309,7 +311,7 @@ func (d *driver) golden(name string) {
 	}
 	got := strings.Join(lines, "\n") + "\n"
 	path := filepath.Join("testdata", name+".golden")
-	if *update {
+	if updating() {
 		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
 			d.t.Fatal(err)
 		}

@@ -42,6 +42,9 @@ func (c *run) waitServer(ctx context.Context, st *engine.State) error {
 		return resp.StatusCode == http.StatusOK
 	})
 	if err != nil {
+		if ctx.Err() != nil { // stopped, not timed out: the deploy is interrupted
+			return fmt.Errorf("waiting for the control plane at %s: %w", cfg.Host, err)
+		}
 		return fmt.Errorf("control plane at %s not ready after %s: %s; see the control-plane machine's log (k2 status %s)", cfg.Host, c.o.ReadyTimeout, last, st.Env.Name)
 	}
 	st.ServerURL = cfg.Host

@@ -104,6 +104,10 @@ func (r *Runner) Run(ctx context.Context, st *State, steps []Step) error {
 		if err == nil {
 			out, err = stepOutput(s, st)
 		}
+		if cerr := ctx.Err(); err != nil && cerr != nil && !errors.Is(err, cerr) {
+			// Stopped under it: interrupted, however the step words its error.
+			err = fmt.Errorf("%w: %w", cerr, err)
+		}
 		if err != nil {
 			serr := asStepError(s.Name(), err)
 			if jerr := r.Store.StepFailed(bg, dep, s.Name(), "", serr.Error()); jerr != nil {

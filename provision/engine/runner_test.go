@@ -247,6 +247,32 @@ func TestRollbackAfterCancel(t *testing.T) {
 	}
 }
 
+// TestStopUnderAStepThatHidesIt: a step that answers a stop with an
+// error of its own (a wait that reports "not ready") is interrupted, not
+// failed, so the deploy stays resumable.
+func TestStopUnderAStepThatHidesIt(t *testing.T) {
+	s, ss := begin(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var log []string
+	steps := []engine.Step{
+		&fnStep{name: "wait", log: &log, run: func(ctx context.Context, _ *engine.State) error {
+			cancel()
+			<-ctx.Done()
+			return errors.New("control plane not ready")
+		}},
+	}
+	err := (&engine.Runner{Store: s}).Run(ctx, ss.State, steps)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "control plane not ready") {
+		t.Fatalf("err = %v, want context.Canceled with the step's error", err)
+	}
+	if err := ss.Finish(ctx, err, false); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := s.GetDeployment(context.Background(), ss.State.Deployment.ID); d.Result != state.Interrupted {
+		t.Errorf("result = %s, want interrupted", d.Result)
+	}
+}
+
 func TestRunnerRejectsDuplicateStepNames(t *testing.T) {
 	s, ss := begin(t)
 	var log []string
