@@ -21,7 +21,7 @@ LDFLAGS := -s -w $(K8S_LDFLAGS) \
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: all build test test-unit test-e2e fuzz bench demo clean lint
+.PHONY: all build test test-unit test-e2e fuzz bench demo clean lint conformance
 
 all: build
 
@@ -57,6 +57,7 @@ $(GOLANGCI_LINT): tools/go.mod tools/go.sum
 test-unit:
 	$(GO) vet ./...
 	$(GO) test -ldflags '$(K8S_LDFLAGS)' -count=1 $(UNIT_PKGS)
+	cd conformance && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 15s ./artifact/k8sfile
@@ -72,5 +73,11 @@ bench: build
 demo: build
 	./scripts/demo.sh
 
+## conformance: the upstream Kubernetes [Conformance] suite against a local
+## 1 + 2 kubelet cluster, offline (hours; flags in CONFORMANCE_FLAGS, e.g.
+## -focus, -nodes, -keep; reports in conformance/out; docs/conformance.md).
+conformance:
+	./scripts/conformance $(CONFORMANCE_FLAGS)
+
 clean:
-	rm -rf bin
+	rm -rf bin conformance/bin

@@ -20,10 +20,12 @@
 // period, and removes the directory.
 //
 // Networks (config "network"): in netns mode (the default as root) every
-// worker runs in its own network namespace, k2-<hash>-<name>, with a veth to
-// a bridge k2br<hash> that k2 creates with a 10.x.y.0/24 of its own; the
-// control plane runs on the host and listens on the bridge's address.
-// Agents there run real pods (kubelet + containerd) where they can. Delete
+// machine runs in its own network namespace, k2-<hash>-<name>, with a veth
+// to a bridge k2br<hash> that k2 creates with a 10.x.y.0/24 of its own; the
+// host holds the bridge's first address and reaches every machine, the
+// control plane's included, through it. Agents there run real pods
+// (kubelet + containerd) where they can; the control plane keeps the
+// cluster's routes in its own namespace (docs/node.md). Delete
 // runs `k2 agent cleanup` in a namespace whose agent was killed, removes the
 // namespace, and the bridge with the last machine. In host mode (not root)
 // every machine shares the host's network and agents simulate pods.
@@ -35,6 +37,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -68,6 +71,12 @@ const (
 	// EnvHostNetns is the host's network namespace (a path) for agents in
 	// a namespace of their own.
 	EnvHostNetns = "K2_AGENT_HOST_NETNS"
+	// EnvForwardLoopback lists host loopback addresses (registries) an
+	// agent in its own namespace makes reachable there.
+	EnvForwardLoopback = "K2_AGENT_FORWARD_LOOPBACK"
+	// EnvResolvConf is the resolver configuration an agent's node uses
+	// for names outside the cluster.
+	EnvResolvConf = "K2_AGENT_RESOLV_CONF"
 )
 
 // Defaults for a machine that asks for no size.
@@ -94,6 +103,10 @@ var schema = []sdk.ConfigField{
 		Description: "netns: each worker in its own network namespace on a bridge k2 creates (needs root); host: all on the host network, simulated pods; auto: netns where possible"},
 	{Name: "runtime", Type: sdk.TypeString, Default: "auto",
 		Description: "the agents' pod runtime in netns mode: auto (real pods where the machine can run them), kubelet or sim"},
+	{Name: "forwardRegistries", Type: sdk.TypeList,
+		Description: "registries on this host's loopback (127.0.0.1:5000) to make reachable inside every node's network namespace, so the nodes pull from them whatever the artifact names"},
+	{Name: "resolvConf", Type: sdk.TypeString,
+		Description: "resolver configuration (an absolute path) of the nodes: their cluster DNS forwards names outside the cluster to its nameservers and pods with dnsPolicy Default get it; default this host's /etc/resolv.conf"},
 }
 
 func capabilities() sdk.Capabilities {
@@ -119,9 +132,11 @@ func (p *Provider) Describe(ctx context.Context, _ *sdk.DescribeRequest) (*sdk.D
 }
 
 type config struct {
-	StateDir string `json:"stateDir"`
-	Network  string `json:"network"`
-	Runtime  string `json:"runtime"`
+	StateDir          string   `json:"stateDir"`
+	Network           string   `json:"network"`
+	Runtime           string   `json:"runtime"`
+	ForwardRegistries []string `json:"forwardRegistries"`
+	ResolvConf        string   `json:"resolvConf"`
 }
 
 // networkMode resolves NetworkAuto.
@@ -175,7 +190,53 @@ func load(c sdk.Config) (config, sdk.Diagnostics) {
 	default:
 		ds.Errorf("config.runtime", "runtime %q: use auto, kubelet or sim", cfg.Runtime)
 	}
+	for i, r := range cfg.ForwardRegistries {
+		host, port, err := net.SplitHostPort(r)
+		if ip := net.ParseIP(host); err != nil || port == "" || ((ip == nil || !ip.IsLoopback()) && host != "localhost") {
+			ds.Errorf(fmt.Sprintf("config.forwardRegistries[%d]", i), "%q is not a loopback address with a port; give one like 127.0.0.1:5000", r)
+		}
+	}
+	if cfg.ResolvConf != "" {
+		if _, err := os.Stat(cfg.ResolvConf); err != nil || !filepath.IsAbs(cfg.ResolvConf) {
+			ds.Errorf("config.resolvConf", "resolvConf %q: give the absolute path of a file in resolv.conf format", cfg.ResolvConf)
+		}
+	}
 	return cfg, ds
+}
+
+// nodeEnv is what the config adds to a worker's environment in its own
+// network namespace: the registries to forward (with any the artifact
+// names) and the resolver configuration.
+func (c config) nodeEnv(b sdk.Bootstrap) []string {
+	var env []string
+	if len(c.ForwardRegistries) > 0 {
+		fw := []string{}
+		seen := map[string]bool{}
+		for _, a := range append(splitComma(b.Env[EnvForwardLoopback]), c.ForwardRegistries...) {
+			if h, p, err := net.SplitHostPort(a); err == nil && h == "localhost" {
+				a = net.JoinHostPort("127.0.0.1", p)
+			}
+			if !seen[a] {
+				seen[a] = true
+				fw = append(fw, a)
+			}
+		}
+		env = append(env, EnvForwardLoopback+"="+strings.Join(fw, ","))
+	}
+	if c.ResolvConf != "" {
+		env = append(env, EnvResolvConf+"="+c.ResolvConf)
+	}
+	return env
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // Validate checks the config and the machines against the capabilities

@@ -61,6 +61,7 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 			var extra []string
 			if netns != "" {
 				extra = append(extra, EnvHostNetns+"=/run/netns/"+hostNetnsName(cfg.StateDir))
+				extra = append(extra, cfg.nodeEnv(req.Bootstrap)...)
 			}
 			r = record{
 				Machine: sdk.Machine{
@@ -263,10 +264,13 @@ func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
 	}
 }
 
-// placeMachine decides a new machine's network: in netns mode workers get
-// a namespace and an address on the bridge and run real pods where the
-// agent can (runtime from the config); the control plane stays on the
-// host, reached at the bridge's address. In host mode every machine is on
+// placeMachine decides a new machine's network: in netns mode every
+// machine, the control plane's too, gets a namespace and an address on the
+// bridge (the host reaches them all through the bridge's address); agents
+// run real pods where they can (runtime from the config). The control
+// plane's routing table is then its own: `k2 server` routes the cluster's
+// pod and service ranges there (--cluster-routes), where they cannot clash
+// with another cluster on this host. In host mode every machine is on
 // 127.0.0.1 and agents simulate pods (real nodes on one network would
 // clash).
 func placeMachine(cfg config, m sdk.MachineRequest) (addr, netns, runtime string, err error) {
@@ -276,9 +280,6 @@ func placeMachine(cfg config, m sdk.MachineRequest) (addr, netns, runtime string
 	n, err := ensureNetwork(cfg.StateDir)
 	if err != nil {
 		return "", "", "", err
-	}
-	if m.Role == "control-plane" {
-		return n.Gateway, "", cfg.runtime(), nil
 	}
 	addr, err = allocAddress(cfg.StateDir, n, m.Name)
 	if err != nil {

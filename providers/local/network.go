@@ -19,9 +19,9 @@ import (
 const (
 	// NetworkAuto is netns where it can work (root, iproute2), else host.
 	NetworkAuto = "auto"
-	// NetworkNetns gives each worker machine its own network namespace,
-	// with a veth to a bridge k2 creates; the control plane runs on the
-	// host and is reached at the bridge's address.
+	// NetworkNetns gives each machine its own network namespace, with a
+	// veth to a bridge k2 creates; the host reaches them through the
+	// bridge's address.
 	NetworkNetns = "netns"
 	// NetworkHost runs every machine on the host's network (no real pods:
 	// agents use the simulated runtime).
@@ -33,7 +33,7 @@ const (
 type network struct {
 	Bridge  string `json:"bridge"`
 	Subnet  string `json:"subnet"`  // a /24
-	Gateway string `json:"gateway"` // the bridge's address: the control plane
+	Gateway string `json:"gateway"` // the bridge's address: the host
 }
 
 // netnsUsable says why netns mode cannot work here, or "".

@@ -85,6 +85,9 @@ type Options struct {
 	ForwardLoopback []string
 	// HostNetNS is the host's network namespace (a path) to forward to.
 	HostNetNS string
+	// ResolvConf is the kubelet runtime's resolver configuration for names
+	// outside the cluster; default /etc/resolv.conf.
+	ResolvConf string
 	// HeartbeatInterval between status and lease renewals; default 10s.
 	HeartbeatInterval time.Duration
 	// Ready, if not nil, is closed once the node is registered Ready.
@@ -263,6 +266,7 @@ func runKubelet(ctx context.Context, o Options, creds *join.Credentials, log *sl
 		Images:          images,
 		ForwardLoopback: o.ForwardLoopback,
 		HostNetNS:       o.HostNetNS,
+		ResolvConf:      o.ResolvConf,
 		Ready:           o.Ready,
 		Logger:          log,
 	})

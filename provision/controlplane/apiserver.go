@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	basecompatibility "k8s.io/component-base/compatibility"
+	"k8s.io/component-base/featuregate"
 	apiserverapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apiserveroptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
 
@@ -85,6 +86,10 @@ func (s *Server) apiServerArgs() []string {
 		"--proxy-client-cert-file="+p(pki.FrontProxyCert),
 		"--proxy-client-key-file="+p(pki.FrontProxyKey),
 		"--endpoint-reconciler-type="+reconciler,
+		// Webhooks, conversion webhooks and aggregated APIs are called at
+		// their Service's endpoints (pod addresses, which the node routes
+		// reach), not at a cluster IP nothing translates on this machine.
+		"--enable-aggregator-routing=true",
 		"--runtime-config="+runtimeConfig,
 		"--profiling=false",
 		"--enable-priority-and-fairness=false",
@@ -112,6 +117,11 @@ func runAPIServer(ctx context.Context, args []string) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return utilerrors.NewAggregate(errs)
 	}
+	// As upstream's command does: kubernetes_feature_enabled and the
+	// component version metrics (once: the controller-manager and the
+	// scheduler in this process share the gates and the registry).
+	fg.(featuregate.MutableFeatureGate).AddMetrics()
+	s.GenericServerRunOptions.ComponentGlobalsRegistry.AddMetrics()
 	// apiserverapp.Run, with k2's bootstrap hooks in place of two upstream
 	// ones (bootstrap.go).
 	informerName, err := cache.NewInformerName("kube-apiserver")

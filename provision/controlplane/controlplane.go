@@ -66,6 +66,14 @@ type Config struct {
 	// Seed is a cluster identity from MakeSeed, unpacked before the first
 	// start; nil generates a new PKI.
 	Seed []byte
+	// ClusterRoutes makes this machine's routing table the cluster's: a
+	// blackhole route for ClusterCIDR and ServiceCIDR before the apiserver
+	// starts, and a route to each node's pod range through the node
+	// (internal/noderoute), removed again on Stop. The apiserver reaches
+	// webhooks and aggregated APIs served by pods at their endpoint
+	// addresses, and no cluster address leaves through the default route.
+	// For a machine that runs only this server (needs CAP_NET_ADMIN).
+	ClusterRoutes bool
 }
 
 // Server is a running control plane: the components below, run by a
@@ -76,11 +84,13 @@ type Config struct {
 //	pki                      cluster identity (seed), certificates, kubeconfigs
 //	component-logs           klog and the components' logs to one file
 //	datastore                kine on SQLite (or etcd, Postgres, MySQL)
+//	cluster-routes           blackholes for the cluster's ranges (ClusterRoutes)
 //	kube-apiserver           ready when /readyz answers ok
 //	kube-controller-manager
 //	kube-scheduler
 //	join-server              agents join with a token (unless JoinPort < 0)
 //	node-roles, node-rbac    k2's own small controllers
+//	node-routes              routes to each node's pods (ClusterRoutes)
 //	Config.Controllers       by name (the App controller in k2 server)
 //	memtrim                  hands back start-up memory after ready
 type Server struct {
@@ -149,10 +159,15 @@ func (s *Server) components() []component.Component {
 		&identity{s: s},
 		&componentLogs{s: s},
 		&datastoreComponent{s: s},
+	}
+	if s.cfg.ClusterRoutes {
+		cs = append(cs, &clusterRoutes{s: s})
+	}
+	cs = append(cs,
 		&apiServer{s: s},
 		&controllerManager{s: s},
 		&scheduler{s: s},
-	}
+	)
 	if s.cfg.JoinPort > 0 {
 		cs = append(cs, &joinServer{s: s, port: s.cfg.JoinPort})
 	}
@@ -160,6 +175,9 @@ func (s *Server) components() []component.Component {
 		component.Func("node-roles", func(ctx context.Context) error { return NodeRoleController(ctx, rest.CopyConfig(s.rest)) }),
 		component.Func("node-rbac", func(ctx context.Context) error { return ensureNodeRBAC(ctx, rest.CopyConfig(s.rest)) }),
 	)
+	if s.cfg.ClusterRoutes {
+		cs = append(cs, component.Func("node-routes", s.runNodeRoutes))
+	}
 	for _, name := range slices.Sorted(maps.Keys(s.cfg.Controllers)) {
 		c := s.cfg.Controllers[name]
 		cs = append(cs, component.Func(name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) }))

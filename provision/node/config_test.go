@@ -57,7 +57,8 @@ func TestContainerdConfigLoads(t *testing.T) {
 		Plugins []struct {
 			Type string
 			IPAM struct {
-				Ranges [][]struct{ Subnet string }
+				DataDir string
+				Ranges  [][]struct{ Subnet string }
 			}
 		}
 	}
@@ -66,6 +67,10 @@ func TestContainerdConfigLoads(t *testing.T) {
 	}
 	if len(conf.Plugins) != 3 || conf.Plugins[0].Type != "bridge" || conf.Plugins[0].IPAM.Ranges[0][0].Subnet != "10.42.3.0/24" {
 		t.Errorf("CNI config: %+v", conf)
+	}
+	// Nodes on one host must not share host-local's reservations.
+	if conf.Plugins[0].IPAM.DataDir != p.IPAM || !strings.HasPrefix(p.IPAM, filepath.Dir(p.Config)) {
+		t.Errorf("host-local dataDir %q, want the node's own %q", conf.Plugins[0].IPAM.DataDir, p.IPAM)
 	}
 }
 

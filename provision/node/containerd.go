@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -56,6 +57,12 @@ func Daemon(ctx context.Context, args []string) error {
 // socket path is limited to 107 bytes and data dirs can be long.
 type containerdPaths struct {
 	Root, State, Socket, Config, CNIConf, Hosts, Log string
+	// IPAM is host-local's store of the node's pod addresses, and PodLogs
+	// the kubelet's pod log directory: each node has its own, since a
+	// kubelet's garbage collection removes the log directories of pods it
+	// does not know (every other node's) and nodes of one host must not
+	// share address reservations.
+	IPAM, PodLogs string
 	// Kubelet is the kubelet's root dir: <data-dir>/kubelet, or for a long
 	// data dir /var/lib/k2/kubelet-<hash> (the kubelet makes unix sockets
 	// under it, e.g. pod-resources/<n>, limited to 107 bytes).
@@ -73,6 +80,8 @@ func newContainerdPaths(dataDir string) containerdPaths {
 		CNIConf: filepath.Join(dataDir, "cni", "net.d"),
 		Hosts:   filepath.Join(dataDir, "containerd", "certs.d"),
 		Log:     filepath.Join(dataDir, "logs", "containerd.log"),
+		IPAM:    filepath.Join(dataDir, "cni", "networks"),
+		PodLogs: filepath.Join(dataDir, "logs", "pods"),
 		Kubelet: kubeletDir(dataDir, hex.EncodeToString(sum[:6])),
 	}
 }
@@ -86,7 +95,8 @@ func kubeletDir(dataDir, hash string) string {
 }
 
 // cniTemplate is the CNI config containerd writes once the kubelet hands it
-// the node's pod CIDR: a bridge with host-local addresses from that CIDR,
+// the node's pod CIDR: a bridge with host-local addresses from that CIDR
+// (kept in the node's own IPAM_DIR),
 // no masquerade (kube-proxy owns NAT), hairpin so a pod reaches itself
 // through its Service.
 const cniTemplate = `{
@@ -101,6 +111,7 @@ const cniTemplate = `{
       "hairpinMode": true,
       "ipam": {
         "type": "host-local",
+        "dataDir": IPAM_DIR,
         "ranges": [{{range $i, $r := .PodCIDRRanges}}{{if $i}}, {{end}}[{"subnet": "{{$r}}"}]{{end}}],
         "routes": [{{range $i, $r := .Routes}}{{if $i}}, {{end}}{"dst": "{{$r}}"}{{end}}]
       }
@@ -154,7 +165,8 @@ func writeContainerdConfig(p containerdPaths, sandbox string, cniBinDirs []strin
 		}
 	}
 	tmpl := filepath.Join(filepath.Dir(p.CNIConf), "template.conflist")
-	if err := os.WriteFile(tmpl, []byte(cniTemplate), 0o644); err != nil {
+	ipam, _ := json.Marshal(p.IPAM)
+	if err := os.WriteFile(tmpl, []byte(strings.Replace(cniTemplate, "IPAM_DIR", string(ipam), 1)), 0o644); err != nil {
 		return err
 	}
 	var b strings.Builder

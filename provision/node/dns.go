@@ -10,18 +10,16 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 )
 
-// DNS is the node's cluster DNS: it answers <service>.<namespace>.svc.<domain>
-// from its own watch of Services and EndpointSlices and forwards every other
-// name to the node's upstream resolvers.
+// DNS is the node's cluster DNS: it answers the names of the Kubernetes DNS
+// specification under its domain (records.go) from its own watch of
+// Services and EndpointSlices and forwards every other name to the node's
+// upstream resolvers.
 //
 // k2 serves cluster DNS from each agent rather than running CoreDNS: a
 // cluster without internet has no image to pull CoreDNS from, CoreDNS as a
@@ -77,6 +75,9 @@ func readFull(c net.Conn, b []byte) (int, error) {
 }
 
 // Answer returns the response to one DNS query message, or nil to drop it.
+// Names under the cluster domain, and reverse names of the cluster's
+// addresses, are answered from the watch (records.go); everything else goes
+// to the upstream resolvers.
 func (d *DNS) Answer(ctx context.Context, query []byte, max int) []byte {
 	var p dnsmessage.Parser
 	h, err := p.Start(query)
@@ -88,75 +89,33 @@ func (d *DNS) Answer(ctx context.Context, query []byte, max int) []byte {
 		return nil
 	}
 	name := strings.ToLower(q.Name.String())
-	if !strings.HasSuffix(name, "."+d.Domain) && name != d.Domain {
+	var rrs []record
+	found := false
+	switch {
+	case strings.HasSuffix(name, "."+d.Domain) || name == d.Domain:
+		rrs, found = d.records(name, q.Type)
+	case strings.HasSuffix(name, ".in-addr.arpa.") || strings.HasSuffix(name, ".ip6.arpa."):
+		if rrs, found = d.reverse(name); !found {
+			return d.forward(ctx, query, h, q)
+		}
+	default:
 		return d.forward(ctx, query, h, q)
 	}
-	ips, found := d.lookup(name)
 	rh := dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
 	if !found {
 		rh.RCode = dnsmessage.RCodeNameError
 	}
-	b := dnsmessage.NewBuilder(make([]byte, 0, 512), rh)
-	b.EnableCompression()
-	_ = b.StartQuestions()
-	_ = b.Question(q)
-	_ = b.StartAnswers()
-	for _, ip := range ips {
-		rr := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5}
-		switch {
-		case q.Type == dnsmessage.TypeA && ip.Is4():
-			_ = b.AResource(rr, dnsmessage.AResource{A: ip.As4()})
-		case q.Type == dnsmessage.TypeAAAA && ip.Is6() && !ip.Is4In6():
-			_ = b.AAAAResource(rr, dnsmessage.AAAAResource{AAAA: ip.As16()})
-		}
-	}
-	out, err := b.Finish()
-	if err != nil || len(out) > max {
+	out, err := build(rh, q, rrs)
+	if err != nil {
+		d.Log.Debug("building a DNS answer", "name", name, "err", err)
 		return nil
 	}
+	if len(out) > max {
+		// Too long for UDP: the client retries over TCP.
+		rh.Truncated = true
+		out, _ = build(rh, q, nil)
+	}
 	return out
-}
-
-// lookup resolves <svc>.<ns>.svc.<domain>: the ClusterIPs, or for a
-// headless Service its ready endpoints. found is false for a name that
-// does not exist (NXDOMAIN).
-func (d *DNS) lookup(name string) (ips []netip.Addr, found bool) {
-	rest := strings.TrimSuffix(name, "."+d.Domain)
-	parts := strings.Split(rest, ".")
-	if len(parts) != 3 || parts[2] != "svc" {
-		// <ns>.svc.<domain> and svc.<domain> exist but hold no address.
-		return nil, (len(parts) == 2 && parts[1] == "svc") || rest == "svc"
-	}
-	svc, err := d.services.Services(parts[1]).Get(parts[0])
-	if err != nil {
-		return nil, false
-	}
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
-		return nil, true
-	}
-	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		for _, s := range svc.Spec.ClusterIPs {
-			if ip, err := netip.ParseAddr(s); err == nil {
-				ips = append(ips, ip)
-			}
-		}
-		return ips, true
-	}
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
-	slices, _ := d.endpoints.EndpointSlices(svc.Namespace).List(sel)
-	for _, es := range slices {
-		for _, ep := range es.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			for _, a := range ep.Addresses {
-				if ip, err := netip.ParseAddr(a); err == nil {
-					ips = append(ips, ip)
-				}
-			}
-		}
-	}
-	return ips, true
 }
 
 // forward relays a query to the first upstream that answers; without one

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"slices"
@@ -33,6 +34,20 @@ var used bool
 // query asks d for name and returns the answer's addresses and rcode.
 func query(t *testing.T, d *DNS, name string, typ dnsmessage.Type) ([]string, dnsmessage.RCode) {
 	t.Helper()
+	var ips []string
+	rrs, rc := queryAll(t, d, name, typ)
+	for _, r := range rrs {
+		if a, ok := strings.CutPrefix(r, "A "); ok {
+			ips = append(ips, a)
+		}
+	}
+	return ips, rc
+}
+
+// queryAll asks d for name and returns every answer as "TYPE data" and the
+// rcode.
+func queryAll(t *testing.T, d *DNS, name string, typ dnsmessage.Type) ([]string, dnsmessage.RCode) {
+	t.Helper()
 	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: 7, RecursionDesired: true})
 	_ = b.StartQuestions()
 	_ = b.Question(dnsmessage.Question{Name: dnsmessage.MustNewName(name), Type: typ, Class: dnsmessage.ClassINET})
@@ -46,21 +61,38 @@ func query(t *testing.T, d *DNS, name string, typ dnsmessage.Type) ([]string, dn
 		t.Fatalf("%s: header %+v", name, h)
 	}
 	_ = p.SkipAllQuestions()
-	var ips []string
+	var out []string
 	for {
 		rh, err := p.AnswerHeader()
 		if err != nil {
 			break
 		}
+		if !strings.EqualFold(rh.Name.String(), name) {
+			t.Errorf("%s: answer owned by %s", name, rh.Name)
+		}
 		switch rh.Type {
 		case dnsmessage.TypeA:
 			r, _ := p.AResource()
-			ips = append(ips, net.IP(r.A[:]).String())
+			out = append(out, "A "+net.IP(r.A[:]).String())
+		case dnsmessage.TypeSRV:
+			r, _ := p.SRVResource()
+			out = append(out, fmt.Sprintf("SRV %d %s", r.Port, r.Target))
+		case dnsmessage.TypeCNAME:
+			r, _ := p.CNAMEResource()
+			out = append(out, "CNAME "+r.CNAME.String())
+		case dnsmessage.TypePTR:
+			r, _ := p.PTRResource()
+			out = append(out, "PTR "+r.PTR.String())
+		case dnsmessage.TypeTXT:
+			r, _ := p.TXTResource()
+			out = append(out, "TXT "+strings.Join(r.TXT, " "))
 		default:
 			_ = p.SkipAnswer()
+			out = append(out, rh.Type.String())
 		}
 	}
-	return ips, h.RCode
+	slices.Sort(out)
+	return out, h.RCode
 }
 
 // TestDNSAnswersFromTheAPI runs the node DNS against the real in-process
@@ -85,24 +117,32 @@ func TestDNSAnswersFromTheAPI(t *testing.T) {
 	}
 	web, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+		Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}, {Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "db"},
-		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Port: 5432}}},
+		Spec:       corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone, Ports: []corev1.ServicePort{{Name: "pg", Port: 5432}}},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cs.DiscoveryV1().EndpointSlices(ns).Create(ctx, &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: "db-1", Labels: map[string]string{discoveryv1.LabelServiceName: "db"}},
 		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("pg"), Port: ptr.To[int32](5432), Protocol: ptr.To(corev1.ProtocolTCP)}},
 		Endpoints: []discoveryv1.Endpoint{
 			{Addresses: []string{"10.42.0.7"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
 			{Addresses: []string{"10.42.1.9"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}},
+			{Addresses: []string{"10.42.1.10"}, Hostname: ptr.To("db-0"), Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}},
 		},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "ext"},
+		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, ExternalName: "db.example.invalid"},
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +165,11 @@ func TestDNSAnswersFromTheAPI(t *testing.T) {
 	}{
 		{"web." + ns + ".svc.cluster.local.", []string{web.Spec.ClusterIP}, dnsmessage.RCodeSuccess},
 		{"WEB." + strings.ToUpper(ns) + ".svc.cluster.local.", []string{web.Spec.ClusterIP}, dnsmessage.RCodeSuccess},
-		{"db." + ns + ".svc.cluster.local.", []string{"10.42.0.7"}, dnsmessage.RCodeSuccess}, // the unready one left out
+		{"db." + ns + ".svc.cluster.local.", []string{"10.42.0.7", "10.42.1.10"}, dnsmessage.RCodeSuccess}, // the unready one left out
+		{"db-0.db." + ns + ".svc.cluster.local.", []string{"10.42.1.10"}, dnsmessage.RCodeSuccess},
+		{"10-42-0-7.db." + ns + ".svc.cluster.local.", []string{"10.42.0.7"}, dnsmessage.RCodeSuccess},
+		{"10-42-1-9.db." + ns + ".svc.cluster.local.", nil, dnsmessage.RCodeNameError}, // not ready
+		{"10-42-3-4." + ns + ".pod.cluster.local.", []string{"10.42.3.4"}, dnsmessage.RCodeSuccess},
 		{"nope." + ns + ".svc.cluster.local.", nil, dnsmessage.RCodeNameError},
 		{"web.other.svc.cluster.local.", nil, dnsmessage.RCodeNameError},
 		{ns + ".svc.cluster.local.", nil, dnsmessage.RCodeSuccess}, // exists, no address
@@ -134,6 +178,31 @@ func TestDNSAnswersFromTheAPI(t *testing.T) {
 		ips, rc := query(t, d, tc.name, dnsmessage.TypeA)
 		if rc != tc.rc || !slices.Equal(ips, tc.want) {
 			t.Errorf("%s: %v %v, want %v %v", tc.name, ips, rc, tc.want, tc.rc)
+		}
+	}
+	svcName := "web." + ns + ".svc.cluster.local."
+	rev := strings.Split(web.Spec.ClusterIP, ".")
+	for _, tc := range []struct {
+		name string
+		typ  dnsmessage.Type
+		want []string
+		rc   dnsmessage.RCode
+	}{
+		{"_http._tcp." + svcName, dnsmessage.TypeSRV, []string{"SRV 80 " + svcName}, dnsmessage.RCodeSuccess},
+		{"_dns._udp." + svcName, dnsmessage.TypeSRV, []string{"SRV 53 " + svcName}, dnsmessage.RCodeSuccess},
+		{"_dns._tcp." + svcName, dnsmessage.TypeSRV, nil, dnsmessage.RCodeNameError},
+		{"_pg._tcp.db." + ns + ".svc.cluster.local.", dnsmessage.TypeSRV, []string{
+			"SRV 5432 10-42-0-7.db." + ns + ".svc.cluster.local.", "SRV 5432 db-0.db." + ns + ".svc.cluster.local."}, dnsmessage.RCodeSuccess},
+		{"ext." + ns + ".svc.cluster.local.", dnsmessage.TypeCNAME, []string{"CNAME db.example.invalid."}, dnsmessage.RCodeSuccess},
+		{"ext." + ns + ".svc.cluster.local.", dnsmessage.TypeA, []string{"CNAME db.example.invalid."}, dnsmessage.RCodeSuccess},
+		{rev[3] + "." + rev[2] + "." + rev[1] + "." + rev[0] + ".in-addr.arpa.", dnsmessage.TypePTR, []string{"PTR " + svcName}, dnsmessage.RCodeSuccess},
+		{"10.1.42.10.in-addr.arpa.", dnsmessage.TypePTR, []string{"PTR db-0.db." + ns + ".svc.cluster.local."}, dnsmessage.RCodeSuccess},
+		{"9.9.9.10.in-addr.arpa.", dnsmessage.TypePTR, nil, dnsmessage.RCodeServerFailure}, // not the cluster's: upstream (none)
+		{"dns-version.cluster.local.", dnsmessage.TypeTXT, []string{"TXT 1.1.0"}, dnsmessage.RCodeSuccess},
+	} {
+		got, rc := queryAll(t, d, tc.name, tc.typ)
+		if rc != tc.rc || !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s: %v %v, want %v %v", tc.name, tc.typ, got, rc, tc.want, tc.rc)
 		}
 	}
 	// AAAA for an IPv4-only Service: the name exists, no records.

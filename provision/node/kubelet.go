@@ -64,7 +64,7 @@ func kubeletConfig(o *Options, p containerdPaths, caFile string) *kubeletv1beta1
 		// Not the host's /var/log/pods: every kubelet's garbage collection
 		// removes the log directories of pods it does not know, which would
 		// be every other node's on this host.
-		PodLogsDir: filepath.Join(o.DataDir, "logs", "pods"),
+		PodLogsDir: p.PodLogs,
 
 		ImageGCHighThresholdPercent: ptr.To[int32](99),
 		ImageGCLowThresholdPercent:  ptr.To[int32](98),
@@ -136,6 +136,9 @@ func runKubelet(ctx context.Context, o *Options, p containerdPaths, kubeconfig, 
 	if err := kubeletoptions.ValidateKubeletFlags(flags); err != nil {
 		return fmt.Errorf("kubelet flags: %w", err)
 	}
+	// As upstream's command does (kubernetes_feature_enabled; kube-proxy in
+	// this process shares the gate and the metrics registry).
+	fg.AddMetrics()
 	s := &kubeletoptions.KubeletServer{KubeletFlags: *flags, KubeletConfiguration: *kc}
 	deps, err := kubeletapp.UnsecuredDependencies(ctx, s, fg)
 	if err != nil {

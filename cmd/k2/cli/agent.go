@@ -103,6 +103,7 @@ the agents they start.`,
 	f.StringVar(&a.o.NodeIP, "node-ip", os.Getenv("K2_MACHINE_ADDRESS"), "the node's address (default: the default route's source address)")
 	f.StringSliceVar(&a.o.ForwardLoopback, "forward-loopback", splitList(os.Getenv("K2_AGENT_FORWARD_LOOPBACK")), "host loopback addresses (a registry on 127.0.0.1:5000) to make reachable in a node with its own network namespace")
 	f.StringVar(&a.o.HostNetNS, "host-netns", os.Getenv("K2_AGENT_HOST_NETNS"), "the host's network namespace (a path) --forward-loopback connects in (default /proc/1/ns/net)")
+	f.StringVar(&a.o.ResolvConf, "resolv-conf", os.Getenv("K2_AGENT_RESOLV_CONF"), "resolver configuration for names outside the cluster: the node's cluster DNS forwards to its nameservers (loopback ones are dropped), pods with dnsPolicy Default get it (default /etc/resolv.conf)")
 	cmd.AddCommand(newAgentCleanupCmd(g))
 	return cmd
 }

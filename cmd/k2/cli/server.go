@@ -5,7 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,7 +28,22 @@ const (
 	// machineAddressEnv is the machine's own address, set by providers; the
 	// server binds and advertises it unless told otherwise.
 	machineAddressEnv = "K2_MACHINE_ADDRESS"
+	// clusterRoutesEnv sets the default of --cluster-routes.
+	clusterRoutesEnv = "K2_SERVER_CLUSTER_ROUTES"
 )
+
+// clusterRoutesDefault is on for a server on a machine a provider made for
+// it (a network namespace of the local provider, a VM): its routing table
+// is the cluster's. A server someone starts on a shared host leaves the
+// host's routes alone, and so does one on 127.0.0.1 (the local provider's
+// host network, simulated pods).
+func clusterRoutesDefault() bool {
+	if v, err := strconv.ParseBool(os.Getenv(clusterRoutesEnv)); err == nil {
+		return v
+	}
+	ip := net.ParseIP(os.Getenv(machineAddressEnv))
+	return ip != nil && !ip.IsLoopback()
+}
 
 // serverFlags are k2 server's flags.
 type serverFlags struct {
@@ -79,6 +96,7 @@ choose yourself.`,
 		bind, adv = a, a // a provider's machine: its own address only
 	}
 	f.StringVar(&o.cp.BindAddress, "bind-address", bind, "address the apiserver listens on (default $"+machineAddressEnv+" when a provider sets it)")
+	f.BoolVar(&o.cp.ClusterRoutes, "cluster-routes", clusterRoutesDefault(), "make this machine's routes the cluster's: pod ranges through their nodes, a blackhole for the rest of the pod and service ranges, so webhooks and aggregated APIs served by pods work and no cluster address leaves through the default route (needs root; default on for a provider's machine with a non-loopback $"+machineAddressEnv+", $"+clusterRoutesEnv+" overrides)")
 	f.StringVar(&o.cp.AdvertiseAddress, "advertise-address", adv, "address advertised to the cluster (default $"+machineAddressEnv+", else this host's first address)")
 	f.IntVar(&o.cp.Port, "port", controlplane.DefaultPort, "apiserver HTTPS port")
 	f.IntVar(&o.cp.JoinPort, "join-port", 6444, "HTTPS port where agents join with a token")

@@ -4,7 +4,10 @@
 // stdout so `kubectl logs` has something to show, and exits 0 on SIGTERM
 // or SIGINT. "httpserver get URL" is its client instead: it prints the
 // body of GET URL and exits 0, or 1 on failure (for kubectl exec and client
-// pods in tests).
+// pods in tests). "httpserver webhook" and "httpserver apiservice" are an
+// admission webhook and an aggregated API server (apis.go); "httpserver env"
+// prints its environment, one variable a line, sorted, and "httpserver echo
+// WORDS" prints WORDS, both then exit 0.
 package main
 
 import (
@@ -16,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -23,6 +28,22 @@ import (
 func main() {
 	if len(os.Args) == 3 && os.Args[1] == "get" {
 		os.Exit(get(os.Args[2]))
+	}
+	if len(os.Args) == 2 && (os.Args[1] == "webhook" || os.Args[1] == "apiservice") {
+		runMode(os.Args[1])
+		return
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "env" {
+		// The environment exactly as the container got it (no shell
+		// filters names that are not identifiers).
+		env := os.Environ()
+		sort.Strings(env)
+		fmt.Println(strings.Join(env, "\n"))
+		return
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "echo" {
+		fmt.Println(strings.Join(os.Args[2:], " "))
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
