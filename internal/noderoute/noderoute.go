@@ -108,9 +108,9 @@ func Run(ctx context.Context, cs kubernetes.Interface, o Options) error {
 	return nil
 }
 
-// Route is the route a node's pod range takes: through its InternalIP.
+// routeOf is the route a node's pod range takes: through its InternalIP.
 // ok is false for a node without a pod range or address yet.
-func Route(n *corev1.Node) (r netlink.Route, ok bool) {
+func routeOf(n *corev1.Node) (r netlink.Route, ok bool) {
 	var gw net.IP
 	for _, a := range n.Status.Addresses {
 		if a.Type == corev1.NodeInternalIP {
@@ -129,7 +129,7 @@ func (t *table) sync(n *corev1.Node) {
 	if n.Name == t.o.Self {
 		return
 	}
-	r, ok := Route(n)
+	r, ok := routeOf(n)
 	if !ok {
 		return
 	}
