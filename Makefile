@@ -21,7 +21,7 @@ LDFLAGS := -s -w $(K8S_LDFLAGS) \
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: all build test test-unit test-e2e fuzz bench demo clean lint conformance
+.PHONY: all build test test-unit test-e2e fuzz bench demo clean lint conformance conformance-ci
 
 all: build
 
@@ -78,6 +78,12 @@ demo: build
 ## -focus, -nodes, -keep; reports in conformance/out; docs/conformance.md).
 conformance:
 	./scripts/conformance $(CONFORMANCE_FLAGS)
+
+## conformance-ci: the fast subset CI runs (.ci/run): the API machinery and
+## apps [Conformance] specs that are neither [Serial] nor [Slow].
+conformance-ci:
+	CONFORMANCE_OUT=$(CURDIR)/conformance/out-ci ./scripts/conformance \
+		-focus '\[sig-(api-machinery|apps)\].*\[Conformance\]' -skip '\[Slow\]' -serial=false -nodes 6 $(CONFORMANCE_FLAGS)
 
 clean:
 	rm -rf bin conformance/bin

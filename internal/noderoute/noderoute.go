@@ -130,7 +130,9 @@ func (t *table) sync(n *corev1.Node) {
 		return
 	}
 	r, ok := routeOf(n)
-	if !ok {
+	if !ok || isLocal(r.Gw) {
+		// A node at one of this machine's own addresses is this machine:
+		// its pods are on its own bridge, not behind a gateway.
 		return
 	}
 	t.mu.Lock()
@@ -147,6 +149,18 @@ func (t *table) sync(n *corev1.Node) {
 	}
 	t.routes[n.Name] = r
 	t.log.Debug("route to node pods", "node", n.Name, "podCIDR", r.Dst, "via", r.Gw)
+}
+
+// isLocal reports whether ip is an address of this machine (its network
+// namespace).
+func isLocal(ip net.IP) bool {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *table) remove(name string) {

@@ -82,10 +82,12 @@ func TestRoutes(t *testing.T) {
 		tb.sync(node("w2", "10.42.2.0/24", "10.99.0.8"))
 		tb.sync(node("self", "10.42.3.0/24", "10.99.0.9")) // its own pods are local
 		tb.sync(node("w3", "", "10.99.0.10"))              // no pod range yet
+		tb.sync(node("me", "10.42.4.0/24", "10.99.0.1"))   // at this machine's own address
 		for addr, want := range map[string]string{
 			"10.42.1.5":   "10.99.0.7",
 			"10.42.2.5":   "10.99.0.8",
 			"10.42.3.5":   "blackhole",
+			"10.42.4.5":   "blackhole",
 			"10.42.200.1": "blackhole",
 			"10.43.0.1":   "blackhole",
 			"10.99.0.7":   "direct",

@@ -73,6 +73,12 @@ func runCmd(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("-focus: %v", err)
 	}
+	var userSkip *regexp.Regexp
+	if o.skip != "" {
+		if userSkip, err = regexp.Compile(o.skip); err != nil {
+			return usagef("-skip: %v", err)
+		}
+	}
 	for _, p := range []*string{&o.k2, &o.bin, &o.out, &o.k8sSrc} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
@@ -138,7 +144,10 @@ func runCmd(ctx context.Context, args []string) error {
 	} else {
 		logf("the server's machine routes pod and service addresses through the nodes or nowhere: webhook and aggregator specs run")
 	}
-	skip := skipRegexp(excluded, o.skip)
+	if userSkip != nil {
+		excluded = append(excluded, report.Excluded{Pattern: userSkip, Reason: "left out by -skip " + o.skip})
+	}
+	skip := skipRegexp(excluded)
 
 	kubectl := filepath.Join(o.bin, "kubectl")
 	suiteArgs := []string{"--kubeconfig=" + c.kubeconfig(), "--provider=skeleton", "--kubectl-path=" + kubectl,
@@ -199,13 +208,10 @@ func harnessExclusions() []report.Excluded {
 	return nil
 }
 
-func skipRegexp(excluded []report.Excluded, extra string) string {
+func skipRegexp(excluded []report.Excluded) string {
 	var parts []string
 	for _, e := range excluded {
 		parts = append(parts, e.Pattern.String())
-	}
-	if extra != "" {
-		parts = append(parts, extra)
 	}
 	if len(parts) == 0 {
 		return `^$`
