@@ -17,8 +17,8 @@ import (
 // cluster is the k2 environment the suite runs against, in its own
 // K2_HOME.
 type cluster struct {
-	k2, home, env string
-	logf          func(string, ...any)
+	k2, kubectl, home, env string
+	logf                   func(string, ...any)
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
@@ -136,7 +136,7 @@ func (c *cluster) checkServerRoutes(ctx context.Context) string {
 		return "" // no default gateway: nothing can leave through it
 	}
 	gw := f[2]
-	kc := exec.CommandContext(ctx, "kubectl", "--kubeconfig", c.kubeconfig(), "get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}")
+	kc := exec.CommandContext(ctx, c.kubectl, "--kubeconfig", c.kubeconfig(), "get", "nodes", "-o", "jsonpath={.items[*].spec.podCIDR}")
 	cidrs, _ := kc.Output()
 	var addrs []string
 	for _, p := range strings.Fields(string(cidrs)) {

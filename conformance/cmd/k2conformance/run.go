@@ -129,7 +129,8 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	logf("%d of the suite's %d images built and pushed (images.json lists the rest)", built, len(results))
 
-	c := &cluster{k2: o.k2, home: filepath.Join(o.out, "k2home"), env: "conformance", logf: logf}
+	kubectl := filepath.Join(o.bin, "kubectl")
+	c := &cluster{k2: o.k2, kubectl: kubectl, home: filepath.Join(o.out, "k2home"), env: "conformance", logf: logf}
 	if err := c.deploy(ctx, o.out, reg); err != nil {
 		return err
 	}
@@ -149,7 +150,6 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	skip := skipRegexp(excluded)
 
-	kubectl := filepath.Join(o.bin, "kubectl")
 	suiteArgs := []string{"--kubeconfig=" + c.kubeconfig(), "--provider=skeleton", "--kubectl-path=" + kubectl,
 		"--dump-logs-on-failure=false", "--non-blocking-taints=node-role.kubernetes.io/control-plane"}
 	ginkgo := filepath.Join(o.bin, "ginkgo")
