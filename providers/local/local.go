@@ -212,7 +212,8 @@ func (c config) nodeEnv(b sdk.Bootstrap) []string {
 	if len(c.ForwardRegistries) > 0 {
 		fw := []string{}
 		seen := map[string]bool{}
-		for _, a := range append(splitComma(b.Env[EnvForwardLoopback]), c.ForwardRegistries...) {
+		artifact := strings.FieldsFunc(b.Env[EnvForwardLoopback], func(r rune) bool { return r == ',' || r == ' ' })
+		for _, a := range append(artifact, c.ForwardRegistries...) {
 			if h, p, err := net.SplitHostPort(a); err == nil && h == "localhost" {
 				a = net.JoinHostPort("127.0.0.1", p)
 			}
@@ -227,16 +228,6 @@ func (c config) nodeEnv(b sdk.Bootstrap) []string {
 		env = append(env, EnvResolvConf+"="+c.ResolvConf)
 	}
 	return env
-}
-
-func splitComma(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // Validate checks the config and the machines against the capabilities

@@ -150,36 +150,23 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	skip := skipRegexp(excluded)
 
-	suiteArgs := []string{"--kubeconfig=" + c.kubeconfig(), "--provider=skeleton", "--kubectl-path=" + kubectl,
-		"--dump-logs-on-failure=false", "--non-blocking-taints=node-role.kubernetes.io/control-plane"}
-	ginkgo := filepath.Join(o.bin, "ginkgo")
-	runs := [][]report.Case{}
-	parallel := filepath.Join(o.out, "junit-parallel.xml")
+	suite := suiteRun{env: suiteEnv, ginkgo: filepath.Join(o.bin, "ginkgo"), e2eTest: e2eTest, out: o.out, logf: logf,
+		ginkgoArgs: []string{"--timeout=" + o.timeout.String(), "--no-color", "--output-dir=" + o.out, "--focus=" + o.focus, "--skip=" + skip},
+		suiteArgs: []string{"--kubeconfig=" + c.kubeconfig(), "--provider=skeleton", "--kubectl-path=" + kubectl,
+			"--dump-logs-on-failure=false", "--non-blocking-taints=node-role.kubernetes.io/control-plane"}}
+	var runs [][]report.Case
 	logf("running the specs in -focus that are not [Serial], %d at a time (log: %s)", o.nodes, filepath.Join(o.out, "ginkgo-parallel.log"))
-	if err := runGinkgo(ctx, suiteEnv, filepath.Join(o.out, "ginkgo-parallel.log"), ginkgo,
-		append([]string{"--nodes=" + fmt.Sprint(o.nodes), "--timeout=" + o.timeout.String(), "--no-color",
-			"--output-dir=" + o.out, "--junit-report=junit-parallel.xml", "--focus=" + o.focus, "--skip=" + skip,
-			"--label-filter=!Serial", e2eTest, "--"}, suiteArgs...)...); err != nil && ctx.Err() != nil {
+	if cs, err := suite.run(ctx, "parallel", "--nodes="+fmt.Sprint(o.nodes), "--label-filter=!Serial"); err != nil {
 		return err
-	}
-	if cs, err := report.ReadJUnit(parallel); err == nil {
+	} else if cs != nil {
 		runs = append(runs, cs)
-	} else {
-		logf("no parallel report: %v", err)
 	}
 	if o.serial && ctx.Err() == nil {
-		serial := filepath.Join(o.out, "junit-serial.xml")
 		logf("running the [Serial] specs in -focus one at a time (log: %s)", filepath.Join(o.out, "ginkgo-serial.log"))
-		if err := runGinkgo(ctx, suiteEnv, filepath.Join(o.out, "ginkgo-serial.log"), ginkgo,
-			append([]string{"--timeout=" + o.timeout.String(), "--no-color",
-				"--output-dir=" + o.out, "--junit-report=junit-serial.xml", "--focus=" + o.focus, "--skip=" + skip,
-				"--label-filter=Serial", e2eTest, "--"}, suiteArgs...)...); err != nil && ctx.Err() != nil {
+		if cs, err := suite.run(ctx, "serial", "--label-filter=Serial"); err != nil {
 			return err
-		}
-		if cs, err := report.ReadJUnit(serial); err == nil {
+		} else if cs != nil {
 			runs = append(runs, cs)
-		} else {
-			logf("no serial report: %v", err)
 		}
 	}
 	if len(runs) == 0 {
@@ -196,6 +183,30 @@ func runCmd(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: %d (listed in %s)", errSpecsFailed, s.Failed, filepath.Join(o.out, "summary.md"))
 	}
 	return nil
+}
+
+// suiteRun runs the suite with ginkgo.
+type suiteRun struct {
+	env                   []string
+	ginkgo, e2eTest, out  string
+	ginkgoArgs, suiteArgs []string
+	logf                  func(string, ...any)
+}
+
+// run runs ginkgo (log ginkgo-<name>.log, report junit-<name>.xml) and
+// returns the report's cases, nil if ginkgo wrote none. A failing spec is
+// no error; an interrupted run is.
+func (r suiteRun) run(ctx context.Context, name string, extra ...string) ([]report.Case, error) {
+	args := append(append(append([]string{}, r.ginkgoArgs...), extra...), "--junit-report=junit-"+name+".xml", r.e2eTest, "--")
+	if err := runGinkgo(ctx, r.env, filepath.Join(r.out, "ginkgo-"+name+".log"), r.ginkgo, append(args, r.suiteArgs...)...); err != nil && ctx.Err() != nil {
+		return nil, err
+	}
+	cs, err := report.ReadJUnit(filepath.Join(r.out, "junit-"+name+".xml"))
+	if err != nil {
+		r.logf("no %s report: %v", name, err)
+		return nil, nil
+	}
+	return cs, nil
 }
 
 // webhookSpecs are the specs that make the control plane call a pod: they

@@ -221,3 +221,38 @@ func (f *FS) Mode(p string, mode int64) {
 		e.mode = mode
 	}
 }
+
+// Describe reads a layer back, for checks: path → its tar type flag and
+// "-> target" for a link, or the content of a regular file under 4 KiB.
+func Describe(l v1.Layer) (map[string]string, error) {
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	out := map[string]string{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		v := string(rune(h.Typeflag)) + " " + os.FileMode(h.Mode).String()
+		switch h.Typeflag {
+		case tar.TypeSymlink:
+			v += " -> " + h.Linkname
+		case tar.TypeReg:
+			if h.Size < 4096 {
+				b, err := io.ReadAll(tr)
+				if err != nil {
+					return nil, err
+				}
+				v += " " + string(b)
+			}
+		}
+		out[h.Name] = v
+	}
+}

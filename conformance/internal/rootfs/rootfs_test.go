@@ -2,7 +2,6 @@ package rootfs
 
 import (
 	"archive/tar"
-	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -11,41 +10,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// entries reads a layer back: name → type, mode, link or content.
 func entries(t *testing.T, f *FS) map[string]string {
 	t.Helper()
 	l, err := f.Layer()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := l.Uncompressed()
+	got, err := Describe(l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	out := map[string]string{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		v := string(h.Typeflag) + " " + os.FileMode(h.Mode).String()
-		switch h.Typeflag {
-		case tar.TypeSymlink:
-			v += " -> " + h.Linkname
-		case tar.TypeReg:
-			if len(b) < 32 {
-				v += " " + string(b)
-			}
-		}
-		out[h.Name] = v
-	}
-	return out
+	return got
 }
 
 // TestLayer: parents are made, modes and links kept, and the same file
