@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -98,8 +99,9 @@ func kubectlIn(t *testing.T, home, env string) kubectl {
 func (k kubectl) run(args ...string) (string, error) {
 	cmd := exec.Command("kubectl", append([]string{"--kubeconfig", k.kubeconfig, "--cache-dir", k.cache}, args...)...)
 	out, err := cmd.Output()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, ee.Stderr)
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, ee.Stderr)
 	}
 	return string(out), err
 }
@@ -137,7 +139,9 @@ func checkServerRoutes(t *testing.T, home string, k kubectl) []testNode {
 		Items []struct {
 			Metadata struct{ Name string }
 			Spec     struct{ PodCIDR string }
-			Status   struct{ Addresses []struct{ Type, Address string } }
+			Status   struct {
+				Addresses []struct{ Type, Address string }
+			}
 		}
 	}
 	if err := json.Unmarshal([]byte(k.must(t, "get", "nodes", "-o", "json")), &list); err != nil {
@@ -246,7 +250,7 @@ spec:
 		eventually(t, 2*time.Minute, "pod "+p.name+" to log its first line", func() error {
 			out, err := k.run("logs", p.name)
 			if err != nil || !strings.Contains(out, p.firstLine) {
-				return fmt.Errorf("logs %q, %v", out, err)
+				return fmt.Errorf("logs %q, %w", out, err)
 			}
 			return nil
 		})
