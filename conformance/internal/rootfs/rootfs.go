@@ -138,7 +138,7 @@ func Libraries(exe string) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ldd %s: %v: %s", exe, err, strings.TrimSpace(s))
+		return nil, fmt.Errorf("ldd %s: %w: %s", exe, err, strings.TrimSpace(s))
 	}
 	var libs []string
 	sc := bufio.NewScanner(strings.NewReader(s))
