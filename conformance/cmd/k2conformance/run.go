@@ -174,7 +174,7 @@ func runCmd(ctx context.Context, args []string) error {
 	}
 	s := report.Summarize(annotateImages(report.Merge(runs, excluded, focus), results))
 	s.Date, s.K2Commit, s.Kubernetes = time.Now(), o.commit, o.k8sVersion
-	if err := writeSummary(o.out, s, results); err != nil {
+	if err := writeSummary(o.out, s, results, images.DescribeBusybox(o.busybox)); err != nil {
 		return err
 	}
 	logf("%d of %d [Conformance] specs passed, %d failed, %d skipped, %d outside -focus; see %s",
@@ -247,14 +247,21 @@ func annotateImages(specs []report.Spec, results []images.Result) []report.Spec 
 	return specs
 }
 
-func writeSummary(dir string, s report.Summary, results []images.Result) error {
+func writeSummary(dir string, s report.Summary, results []images.Result, busybox string) error {
 	if err := writeJSON(filepath.Join(dir, "summary.json"), s); err != nil {
 		return err
 	}
-	var notes []string
+	// One note per repository (its tags differ by a label only).
+	notes := []string{"busybox in the images: " + busybox}
+	seen := map[string]bool{}
 	for _, r := range results {
-		if r.StandIn != "" {
-			notes = append(notes, fmt.Sprintf("stand-in image `%s`: %s", r.Ref, r.StandIn))
+		repo, _, _ := strings.Cut(r.Ref, ":")
+		if i := strings.Index(r.Ref, "/"); i >= 0 {
+			repo, _, _ = strings.Cut(r.Ref[i+1:], ":")
+		}
+		if r.StandIn != "" && !seen[repo] {
+			seen[repo] = true
+			notes = append(notes, fmt.Sprintf("stand-in image `%s`: %s", repo, r.StandIn))
 		}
 	}
 	var md bytes.Buffer

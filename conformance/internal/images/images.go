@@ -58,18 +58,18 @@ type Image struct {
 func Catalog() map[string]Image {
 	imgs := []Image{
 		{Repo: "e2e-test-images/agnhost", build: agnhost,
-			StandIn: "BUSYBOX, and Debian's curl, netcat-openbsd, dnsutils, iproute2, socat, bash and getent in place of Alpine's packages; no iperf, coredns or /var/registry"},
-		{Repo: "e2e-test-images/busybox", build: busybox, StandIn: "BUSYBOX"},
+			StandIn: "busybox, and Debian's curl, netcat-openbsd, dnsutils, iproute2, socat, bash and getent in place of Alpine's packages; no iperf, coredns or /var/registry"},
+		{Repo: "e2e-test-images/busybox", build: busybox, StandIn: "the busybox below, applets in /bin"},
 		{Repo: "e2e-test-images/kitten", build: func(in Inputs) (v1.Image, error) { return webPage(in, "kitten") }},
 		{Repo: "e2e-test-images/nautilus", build: func(in Inputs) (v1.Image, error) { return webPage(in, "nautilus") }},
 		{Repo: "e2e-test-images/nginx", build: nginx,
-			StandIn: "Debian's nginx 1.22 with an nginx.conf like the official image's, on BUSYBOX, in place of the official Alpine image"},
+			StandIn: "Debian's nginx 1.22 with an nginx.conf like the official image's, on busybox, in place of the official Alpine image"},
 		{Repo: "e2e-test-images/sample-apiserver", build: sampleAPIServer,
-			StandIn: "built from k8s.io/sample-apiserver at the suite's version, on BUSYBOX in place of Alpine"},
-		{Repo: "e2e-test-images/nonewprivs", build: nonewprivs, StandIn: "BUSYBOX in place of Alpine"},
-		{Repo: "e2e-test-images/nonroot", build: nonroot, StandIn: "BUSYBOX in place of debian-base"},
+			StandIn: "built from k8s.io/sample-apiserver at the suite's version, on busybox in place of Alpine"},
+		{Repo: "e2e-test-images/nonewprivs", build: nonewprivs, StandIn: "busybox in place of Alpine"},
+		{Repo: "e2e-test-images/nonroot", build: nonroot, StandIn: "busybox in place of debian-base"},
 		{Repo: "e2e-test-images/glibc-dns-testing", build: glibcDNS,
-			StandIn: "Debian's dash, dig and getent with BUSYBOX's other commands in place of debian:bookworm-slim; no coredns"},
+			StandIn: "Debian's dash, dig and getent with busybox for the other commands in place of debian:bookworm-slim; no coredns"},
 		{Repo: "pause", build: pause, StandIn: "k2's own pause program (pause(2) until SIGTERM/SIGINT) in place of upstream's"},
 		{Repo: "etcd", build: etcd, StandIn: "etcd built from go.etcd.io/etcd/server/v3 as pinned by the suite's module; etcd alone, no etcdctl"},
 	}
@@ -118,7 +118,6 @@ type Result struct {
 // another changes the image as the suite expects.
 func Build(ctx context.Context, reg string, refs []string, in Inputs, progress func(string)) ([]Result, error) {
 	cat := Catalog()
-	bb := describeBusybox(in.Busybox)
 	built := map[string]v1.Image{}
 	var out []Result
 	sort.Strings(refs)
@@ -154,13 +153,13 @@ func Build(ctx context.Context, reg string, refs []string, in Inputs, progress f
 			return nil, fmt.Errorf("pushing %s: %w", ref, err)
 		}
 		d, _ := img.Digest()
-		out = append(out, Result{Ref: ref, Digest: d.String(), StandIn: strings.ReplaceAll(im.StandIn, "BUSYBOX", bb)})
+		out = append(out, Result{Ref: ref, Digest: d.String(), StandIn: im.StandIn})
 	}
 	return out, nil
 }
 
-// describeBusybox says which busybox the images carry, for their notes.
-func describeBusybox(path string) string {
+// DescribeBusybox says which busybox the images carry, for the report.
+func DescribeBusybox(path string) string {
 	if path == "" {
 		path = "/bin/busybox"
 	}
