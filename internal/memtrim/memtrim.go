@@ -60,13 +60,14 @@ func ReleaseAfter(ctx context.Context, log *slog.Logger, delays ...time.Duration
 
 // UnmapExecutable gives back this process's resident pages of its
 // executable's code and read-only data (see the package comment); the ones
-// it uses fault back in. Writable segments are left alone.
+// it uses fault back in. Writable segments, and read-only ones written
+// before (RELRO), are left alone.
 func UnmapExecutable() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return 0, err
 	}
-	ranges, err := readOnlyMappings("/proc/self/maps", exe)
+	ranges, err := readOnlyMappings("/proc/self/smaps", exe)
 	if err != nil {
 		return 0, err
 	}
@@ -109,18 +110,38 @@ func madvise(r addrRange, advice int) error {
 type addrRange struct{ start, end uintptr }
 
 // readOnlyMappings lists the private, non-writable mappings of path in a
-// /proc/<pid>/maps file.
-func readOnlyMappings(maps, path string) ([]addrRange, error) {
-	f, err := os.Open(maps)
+// /proc/<pid>/smaps file that hold no anonymous pages. A read-only mapping
+// with anonymous pages was written before it was made read-only — the
+// relocated GOT and .data.rel.ro of a dynamically linked binary (RELRO):
+// MADV_DONTNEED would bring back the file's unrelocated bytes, and the next
+// call through them jumps to address 0. Static k2 has no such mapping; test
+// binaries linked against libc (cgo) do.
+func readOnlyMappings(smaps, path string) ([]addrRange, error) {
+	f, err := os.Open(smaps)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var out []addrRange
+	var cur *addrRange // the current mapping, if it is a candidate
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// address perms offset dev inode pathname
 		fs := strings.Fields(sc.Text())
+		if len(fs) == 0 {
+			continue
+		}
+		if strings.HasSuffix(fs[0], ":") {
+			// A detail line of the mapping above: "Anonymous: 8 kB".
+			if cur != nil && fs[0] == "Anonymous:" && (len(fs) < 2 || fs[1] != "0") {
+				cur = nil
+			}
+			continue
+		}
+		if cur != nil {
+			out = append(out, *cur)
+			cur = nil
+		}
+		// address perms offset dev inode pathname
 		if len(fs) < 6 || strings.Join(fs[5:], " ") != path {
 			continue
 		}
@@ -130,14 +151,17 @@ func readOnlyMappings(maps, path string) ([]addrRange, error) {
 		}
 		lo, hi, ok := strings.Cut(fs[0], "-")
 		if !ok {
-			return nil, fmt.Errorf("%s: bad line %q", maps, sc.Text())
+			return nil, fmt.Errorf("%s: bad line %q", smaps, sc.Text())
 		}
 		start, err1 := strconv.ParseUint(lo, 16, 64)
 		end, err2 := strconv.ParseUint(hi, 16, 64)
 		if err1 != nil || err2 != nil || end <= start {
-			return nil, fmt.Errorf("%s: bad line %q", maps, sc.Text())
+			return nil, fmt.Errorf("%s: bad line %q", smaps, sc.Text())
 		}
-		out = append(out, addrRange{uintptr(start), uintptr(end)})
+		cur = &addrRange{uintptr(start), uintptr(end)}
+	}
+	if cur != nil {
+		out = append(out, *cur)
 	}
 	return out, sc.Err()
 }

@@ -61,30 +61,42 @@ func TestUnmapExecutable(t *testing.T) {
 }
 
 func TestReadOnlyMappings(t *testing.T) {
-	maps := t.TempDir() + "/maps"
+	smaps := t.TempDir() + "/smaps"
 	const exe = "/usr/local/bin/k2 x"
+	// As /proc/self/smaps shows a dynamically linked binary: its RELRO
+	// mapping (relocated, then made read-only) holds anonymous pages.
 	content := `00400000-05a54000 r-xp 00000000 fe:00 1234 /usr/local/bin/k2 x
+Size:              90448 kB
+Anonymous:             0 kB
+VmFlags: rd ex mr mw me
 05a54000-0bc83000 r--p 05654000 fe:00 1234 /usr/local/bin/k2 x
+Size:             100540 kB
+Anonymous:             0 kB
+0bc80000-0bc83000 r--p 0b880000 fe:00 1234 /usr/local/bin/k2 x
+Size:                 12 kB
+Anonymous:            12 kB
 0bc83000-0be65000 rw-p 0b883000 fe:00 1234 /usr/local/bin/k2 x
+Anonymous:           100 kB
 0be65000-0be70000 r--p 00000000 fe:00 99 /usr/lib/other.so
+Anonymous:             0 kB
 27cc06000000-27cc13800000 rw-p 00000000 00:00 0
 7ffd1000-7ffd2000 r--s 00000000 fe:00 1234 /usr/local/bin/k2 x
 `
-	if err := os.WriteFile(maps, []byte(content), 0o600); err != nil {
+	if err := os.WriteFile(smaps, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, err := readOnlyMappings(maps, exe)
+	got, err := readOnlyMappings(smaps, exe)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []addrRange{{0x400000, 0x5a54000}, {0x5a54000, 0xbc83000}}
 	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("got %x, want %x", got, want)
+		t.Fatalf("got %x, want %x (the RELRO mapping with anonymous pages must be left alone)", got, want)
 	}
-	if err := os.WriteFile(maps, []byte("zz-yy r-xp 0 0 0 "+exe+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(smaps, []byte("zz-yy r-xp 0 0 0 "+exe+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readOnlyMappings(maps, exe); err == nil {
+	if _, err := readOnlyMappings(smaps, exe); err == nil {
 		t.Fatal("a malformed line was accepted")
 	}
 }
