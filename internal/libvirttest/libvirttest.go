@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -71,7 +72,8 @@ func lookPath(name string) (string, error) {
 
 // Start starts a daemon for t, stopped (with every VM, network and process
 // it started) when t ends. Where a daemon cannot run it skips t, or fails
-// it when $CI is set.
+// it when $CI is set. It first stops daemons left by test processes that
+// died without their cleanups.
 func Start(t testing.TB) *Daemon {
 	t.Helper()
 	if why := Usable(); why != "" {
@@ -80,6 +82,7 @@ func Start(t testing.TB) *Daemon {
 		}
 		t.Skip(why)
 	}
+	reapStale()
 	d, err := start()
 	if d != nil {
 		t.Cleanup(d.Stop)
@@ -107,6 +110,11 @@ func start() (*Daemon, error) {
 	if out, err := exec.Command("ip", "netns", "add", d.Netns).CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("ip netns add %s: %w: %s", d.Netns, err, out)
+	}
+	// Whose it is, so a later Start can clean up after a test process
+	// that died without its cleanups (a timeout's panic, SIGKILL).
+	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", os.Getpid(), d.Netns)), 0o644); err != nil {
+		return d, err
 	}
 	script := filepath.Join(dir, "start.sh")
 	if err := os.WriteFile(script, []byte(startScript), 0o755); err != nil {
@@ -140,6 +148,28 @@ func start() (*Daemon, error) {
 		if time.Now().After(deadline) {
 			return d, fmt.Errorf("libvirtd did not open %s within 60s\n%s", d.Socket, d.Logs())
 		}
+	}
+}
+
+const ownerFile = "owner"
+
+// reapStale stops the daemons of test processes that are gone.
+func reapStale() {
+	owners, _ := filepath.Glob(filepath.Join(os.TempDir(), "k2lv-*", ownerFile))
+	for _, f := range owners {
+		var pid int
+		var netns string
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if n, _ := fmt.Sscanf(string(b), "%d %s", &pid, &netns); n != 2 || !strings.HasPrefix(netns, "k2lv-") {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			continue // alive (or not ours to judge)
+		}
+		(&Daemon{Dir: filepath.Dir(f), Netns: netns}).Stop()
 	}
 }
 

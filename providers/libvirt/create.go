@@ -294,7 +294,7 @@ func (c *conn) domainSpec(reqID string, m sdk.MachineRequest, p *pool, netName s
 	}
 	d.OnPoweroff, d.OnReboot, d.OnCrash = "destroy", "restart", "destroy"
 	disk := func(dev, file string, ro bool) diskXML {
-		x := diskXML{Type: "file", Device: "disk", Driver: &driverXML{"qemu", "raw"}}
+		x := diskXML{Type: "file", Device: "disk", Driver: &driverXML{Name: "qemu", Type: "raw", Cache: c.cfg.DiskCache}}
 		x.Source.File = file
 		x.Target.Dev, x.Target.Bus = dev, "virtio"
 		if ro {

@@ -90,6 +90,8 @@ var schema = []sdk.ConfigField{
 		Description: "CPU model: host-passthrough, host-model or a named model (Haswell…); default host-passthrough with kvm, qemu's own with qemu"},
 	{Name: "image", Type: sdk.TypeString, Default: "$K2_HOME/os",
 		Description: "the k2 OS boot image: a directory written by 'k2 os build -o DIR', or an OCI reference pushed by 'k2 os push'"},
+	{Name: "disk_cache", Type: sdk.TypeString,
+		Description: "cache mode of the data disk: none, writeback, writethrough, directsync or unsafe (guest flushes ignored: fastest, loses data if the host crashes; for throwaway labs and tests); default the hypervisor's"},
 	{Name: "kernel_args", Type: sdk.TypeString,
 		Description: "extra kernel command line arguments, after the image's own"},
 	{Name: "address_timeout", Type: sdk.TypeDuration, Default: "5m",
@@ -130,6 +132,7 @@ type config struct {
 	Subnet          string `json:"subnet"`
 	DomainType      string `json:"domain_type"`
 	CPUModel        string `json:"cpu_model"`
+	DiskCache       string `json:"disk_cache"`
 	Image           string `json:"image"`
 	KernelArgs      string `json:"kernel_args"`
 	AddressTimeout  string `json:"address_timeout"`
@@ -208,6 +211,9 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	case DomainQEMU, DomainKVM:
 	default:
 		ds.Errorf("config.domain_type", "domain type %q: use qemu (emulation) or kvm (hardware virtualisation)", cfg.DomainType)
+	}
+	if !slices.Contains([]string{"", "default", "none", "writeback", "writethrough", "directsync", "unsafe"}, cfg.DiskCache) {
+		ds.Errorf("config.disk_cache", "%q: use none, writeback, writethrough, directsync or unsafe", cfg.DiskCache)
 	}
 	if cfg.CPUModel != "" && !regexp.MustCompile(`^[A-Za-z0-9][-A-Za-z0-9_.]*$`).MatchString(cfg.CPUModel) {
 		ds.Errorf("config.cpu_model", "%q is not a CPU model name", cfg.CPUModel)

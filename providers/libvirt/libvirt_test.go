@@ -106,7 +106,7 @@ func workerRequest(reqID, env, name string, cfg sdk.Config) *sdk.CreateRequest {
 // machine removes all of it.
 func TestWhatItMakes(t *testing.T) {
 	d, uri := testDriver(t)
-	cfg := config(t, map[string]any{"uri": uri, "image": fakeImage(t), "poll_interval": "50ms"})
+	cfg := config(t, map[string]any{"uri": uri, "image": fakeImage(t), "poll_interval": "50ms", "disk_cache": "unsafe"})
 	p := providertest.Connect(t, libvirt.New)
 	var progress []string
 	req := workerRequest("req-1", "dev", "dev-worker-0", cfg)
@@ -129,7 +129,8 @@ func TestWhatItMakes(t *testing.T) {
 	}
 	for _, want := range []string{"<environment>dev</environment>", "<request-id>req-1</request-id>", "https://k2.dev/libvirt/v1",
 		"/var/lib/libvirt/images/k2os-vmlinuz-", "/var/lib/libvirt/images/k2os-initramfs-", "<cmdline>console=ttyS0,115200n8</cmdline>",
-		"k2-dev-worker-0-data", "k2-dev-worker-0-cidata", "k2-dev-worker-0-console.log", "network='k2-dev'"} {
+		"k2-dev-worker-0-data", "k2-dev-worker-0-cidata", "k2-dev-worker-0-console.log", "network='k2-dev'",
+		"<driver name='qemu' type='raw' cache='unsafe'/>"} {
 		if !strings.Contains(x, want) {
 			t.Errorf("domain XML lacks %q:\n%s", want, x)
 		}
@@ -181,5 +182,31 @@ func TestWhatItMakes(t *testing.T) {
 	}
 	if doms, _ := d.Virsh("test", "list", "--all", "--name"); strings.Contains(doms, "dev-") {
 		t.Errorf("domains after the last machine: %q", doms)
+	}
+}
+
+// TestBadConfig: each bad setting is reported at its path, before any
+// connection.
+func TestBadConfig(t *testing.T) {
+	p := providertest.Connect(t, libvirt.New)
+	for _, tc := range []struct {
+		settings map[string]any
+		path     string
+	}{
+		{map[string]any{"disk_cache": "fast"}, "config.disk_cache"},
+		{map[string]any{"uri": "qemu:///session"}, "config.uri"},
+		{map[string]any{"cpu_model": "bad model"}, "config.cpu_model"},
+	} {
+		r, err := p.Validate(context.Background(), &sdk.ValidateRequest{Config: config(t, tc.settings)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, d := range r.Diagnostics {
+			found = found || d.Path == tc.path
+		}
+		if !found {
+			t.Errorf("%v: diagnostics %v, want one at %s", tc.settings, r.Diagnostics, tc.path)
+		}
 	}
 }

@@ -147,8 +147,9 @@ type diskXML struct {
 }
 
 type driverXML struct {
-	Name string `xml:"name,attr"`
-	Type string `xml:"type,attr"`
+	Name  string `xml:"name,attr"`
+	Type  string `xml:"type,attr"`
+	Cache string `xml:"cache,attr,omitempty"`
 }
 
 type interfaceXML struct {
