@@ -284,7 +284,7 @@ func (c *conn) domainSpec(reqID string, m sdk.MachineRequest, p *pool, netName s
 	}
 	d.Features = &featuresXML{ACPI: &struct{}{}, APIC: &struct{}{}}
 	switch model := c.cfg.CPUModel; {
-	case model == "host-passthrough" || model == "host-model" || (model == "" && c.cfg.DomainType == DomainKVM):
+	case model == "host-passthrough" || model == "host-model" || model == "maximum" || (model == "" && c.cfg.DomainType == DomainKVM):
 		if model == "" {
 			model = "host-passthrough"
 		}

@@ -87,7 +87,7 @@ var schema = []sdk.ConfigField{
 	{Name: "domain_type", Type: sdk.TypeString, Default: DomainQEMU,
 		Description: "qemu (emulation: works everywhere, slow) or kvm (hardware virtualisation; the hypervisor must offer it)"},
 	{Name: "cpu_model", Type: sdk.TypeString,
-		Description: "CPU model: host-passthrough, host-model or a named model (Haswell…); default host-passthrough with kvm, qemu's own with qemu"},
+		Description: "CPU model: host-passthrough, host-model, maximum (every feature the hypervisor can offer: with qemu, the instructions TCG emulates, such as AES-NI and AVX2, which Go's crypto and runtime use) or a named model (Haswell…); default host-passthrough with kvm, qemu's own with qemu"},
 	{Name: "image", Type: sdk.TypeString, Default: "$K2_HOME/os",
 		Description: "the k2 OS boot image: a directory written by 'k2 os build -o DIR', or an OCI reference pushed by 'k2 os push'"},
 	{Name: "disk_cache", Type: sdk.TypeString,

@@ -37,7 +37,11 @@ var replacedHooks = []string{rbacrest.PostStartHookName, schedulingrest.PostStar
 const (
 	rbacHookName     = "k2/bootstrap-roles"
 	priorityHookName = "k2/bootstrap-system-priority-classes"
-	bootstrapTimeout = 30 * time.Second
+	// bootstrapTimeout is upstream's 30 s made generous: on a slow machine
+	// (a VM under emulation, a busy host) the first requests of a starting
+	// apiserver take longer, and a hook that gives up stops the server,
+	// which then starts over and gives up again, for ever.
+	bootstrapTimeout = 5 * time.Minute
 	bootstrapWorkers = 8
 )
 
@@ -50,8 +54,8 @@ func bootstrapHooks() map[string]genericapiserver.PostStartHookFunc {
 }
 
 // retryingHook runs ensure at once and then every 100 ms until it succeeds. As
-// upstream, a hook that cannot finish in 30 s fails, which stops the server:
-// a cluster without its bootstrap policy does not work.
+// upstream, a hook that cannot finish (in bootstrapTimeout) fails, which stops
+// the server: a cluster without its bootstrap policy does not work.
 func retryingHook(name string, ensure func(context.Context, kubernetes.Interface) error) genericapiserver.PostStartHookFunc {
 	return func(hc genericapiserver.PostStartHookContext) error {
 		client, err := kubernetes.NewForConfig(hc.LoopbackClientConfig)
