@@ -179,10 +179,7 @@ func Apply(ctx context.Context, cfg *rest.Config, objs []*unstructured.Unstructu
 		}
 	}
 	if opts.Wait {
-		wo := WaitOptions{Namespace: opts.Namespace, Timeout: opts.Timeout, PullGrace: opts.PullGrace,
-			Concurrency: opts.Concurrency, Logger: opts.Logger, Progress: opts.Progress}
-		wo.defaults()
-		if err := waitReady(ctx, cl, work, result, wo); err != nil {
+		if err := waitReady(ctx, cl, work, result, opts.waitOptions()); err != nil {
 			return result, err
 		}
 	}
@@ -193,18 +190,16 @@ func (o *Options) defaults() {
 	if o.FieldManager == "" {
 		o.FieldManager = DefaultFieldManager
 	}
-	if o.Namespace == "" {
-		o.Namespace = DefaultNamespace
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
+	w := o.waitOptions()
+	o.Namespace, o.Timeout, o.PullGrace, o.Concurrency, o.Logger = w.Namespace, w.Timeout, w.PullGrace, w.Concurrency, w.Logger
+}
+
+// waitOptions are the options of the wait after an apply, defaulted.
+func (o *Options) waitOptions() WaitOptions {
+	w := WaitOptions{Namespace: o.Namespace, Timeout: o.Timeout, PullGrace: o.PullGrace,
+		Concurrency: o.Concurrency, Logger: o.Logger, Progress: o.Progress}
+	w.defaults()
+	return w
 }
 
 type clients struct {

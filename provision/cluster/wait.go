@@ -2,11 +2,15 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -30,16 +34,17 @@ func (c *run) waitServer(ctx context.Context, st *engine.State) error {
 		return err
 	}
 	hc := &http.Client{Transport: tr, Timeout: 2 * time.Second}
-	last := "no answer"
+	last, shown := "no answer", ""
 	err = poll(ctx, c.o.ReadyTimeout, 100*time.Millisecond, func() bool {
-		resp, err := hc.Get(cfg.Host + "/readyz")
-		if err != nil {
-			last = err.Error()
-			return false
+		ok, why := serverReady(ctx, hc, cfg.Host)
+		if ok {
+			return true
 		}
-		resp.Body.Close()
-		last = resp.Status
-		return resp.StatusCode == http.StatusOK
+		if last = why; last != shown {
+			shown = last
+			st.Progress("", 0, "control plane at %s: %s", cfg.Host, last)
+		}
+		return false
 	})
 	if err != nil {
 		if ctx.Err() != nil { // stopped, not timed out: the deploy is interrupted
@@ -58,14 +63,14 @@ func (c *run) waitServer(ctx context.Context, st *engine.State) error {
 
 // waitNodes waits until every machine that runs an agent has a Ready node.
 func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
-	want := 0
+	var want []string
 	for _, m := range st.Plan.Machines {
 		// A k2 OS control plane is a node too (k2 init runs an agent there).
 		if m.Role == engine.RoleWorker || m.Index > 0 || usesMachineConfig(st.Plan.Bootstrap) {
-			want++
+			want = append(want, m.Name)
 		}
 	}
-	if want == 0 {
+	if len(want) == 0 {
 		return nil
 	}
 	cfg, err := c.restConfig(ctx, st)
@@ -76,38 +81,142 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 	if err != nil {
 		return err
 	}
-	var notReady []string
+	why, shown := "no node has registered yet", ""
 	err = poll(ctx, c.o.ReadyTimeout, 250*time.Millisecond, func() bool {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
+			why = "listing nodes: " + err.Error()
 			return false
 		}
-		ready := 0
-		notReady = notReady[:0]
-		for _, n := range nodes.Items {
-			if nodeReady(&n) {
-				ready++
-			} else {
-				notReady = append(notReady, n.Name)
-			}
+		ready, notReady := nodesNotReady(want, nodes.Items)
+		if ready >= len(want) {
+			return true
 		}
-		return ready >= want
+		if why = fmt.Sprintf("%d of %d nodes ready — %s", ready, len(want), strings.Join(notReady, "; ")); why != shown {
+			shown = why
+			st.Progress("", 100*ready/len(want), "%s", why)
+		}
+		return false
 	})
 	if err != nil {
-		sort.Strings(notReady)
-		return fmt.Errorf("waiting for %d Ready nodes: %w (not ready: %s)", want, err, strings.Join(notReady, ", "))
+		return fmt.Errorf("waiting for %d Ready nodes: %w: %s; see the machines' logs (k2 status %s)", len(want), err, why, st.Env.Name)
 	}
-	st.Progress("", 100, "%d nodes ready", want)
+	st.Progress("", 100, "%d nodes ready", len(want))
+	return nil
+}
+
+// serverReady asks the apiserver's /readyz; when it is not ready, why says
+// what answered: the connection error, or the status and the checks that
+// failed.
+func serverReady(ctx context.Context, hc *http.Client, host string) (ok bool, why string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/readyz?verbose", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, "not answering yet (" + dialWhy(err) + ")"
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return true, ""
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return false, readyzWhy(resp.Status, string(body))
+}
+
+// readyzWhy is a not-ready /readyz?verbose answer in one line: the status
+// and the checks that failed ("[-]etcd failed: reason withheld").
+func readyzWhy(status, body string) string {
+	var failed []string
+	for _, l := range strings.Split(body, "\n") {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(l), "[-]"); ok {
+			failed = append(failed, strings.TrimSuffix(strings.TrimSuffix(name, ": reason withheld"), " failed"))
+		}
+	}
+	switch {
+	case len(failed) == 0:
+		return "starting (" + status + ")"
+	case len(failed) > 3:
+		return fmt.Sprintf("starting (%s), waiting for %s and %d more checks", status, strings.Join(failed[:3], ", "), len(failed)-3)
+	}
+	return "starting (" + status + "), waiting for " + strings.Join(failed, ", ")
+}
+
+// dialWhy is why a request got no answer, in words that do not change from
+// one try to the next.
+func dialWhy(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "no answer in time"
+	}
+	return err.Error()
+}
+
+// nodesNotReady counts the Ready nodes and says, for each machine in want
+// (the machines that run an agent) without one, why: its node's Ready
+// condition, or that no node of that name has registered (the agent has
+// not joined yet). A provider whose node names differ from its machine
+// names gets a count of the nodes still missing.
+func nodesNotReady(want []string, nodes []corev1.Node) (ready int, why []string) {
+	seen := map[string]bool{}
+	for i := range nodes {
+		n := &nodes[i]
+		seen[n.Name] = true
+		c := readyCondition(n)
+		switch {
+		case c != nil && c.Status == corev1.ConditionTrue:
+			ready++
+		case c == nil:
+			why = append(why, n.Name+": registered, no status yet")
+		default:
+			w := n.Name + ": NotReady"
+			if c.Status == corev1.ConditionUnknown {
+				w = n.Name + ": status unknown"
+			}
+			if c.Reason != "" {
+				w += ": " + c.Reason
+			}
+			if c.Message != "" {
+				w += ": " + c.Message
+			}
+			why = append(why, w)
+		}
+	}
+	var missing []string
+	for _, m := range want {
+		if !seen[m] {
+			missing = append(missing, m)
+		}
+	}
+	switch named := len(want) - len(missing); {
+	case len(missing) == 0:
+	case len(nodes) == named: // node names are machine names
+		for _, m := range missing {
+			why = append(why, m+": no node yet (its agent has not joined)")
+		}
+	case len(nodes) < len(want):
+		why = append(why, fmt.Sprintf("%d machines have no node yet (their agents have not joined)", len(want)-len(nodes)))
+	}
+	sort.Strings(why)
+	return ready, why
+}
+
+func readyCondition(n *corev1.Node) *corev1.NodeCondition {
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == corev1.NodeReady {
+			return &n.Status.Conditions[i]
+		}
+	}
 	return nil
 }
 
 func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
+	c := readyCondition(n)
+	return c != nil && c.Status == corev1.ConditionTrue
 }
 
 // poll calls f every interval until it returns true, ctx ends or timeout passes.
