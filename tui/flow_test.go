@@ -1,6 +1,7 @@
 package tui_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -395,6 +396,18 @@ func TestInstallFlow(t *testing.T) {
 	if !masked {
 		t.Errorf("the plugin's log of its settings is not in the log pane, masked:\n%s", strings.Join(logs, "\n"))
 	}
+	// Nor is it in any file of $K2_HOME (logs, journals, machines) but the
+	// state database, which keeps the environment's settings as k2 deploy
+	// does.
+	filepath.WalkDir(h.home, func(path string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() || strings.HasPrefix(e.Name(), state.DBFile) || !e.Type().IsRegular() {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte("s3cr3t")) {
+			t.Errorf("%s holds the secret token", path)
+		}
+		return nil
+	})
 	d.key("q")
 	if !d.quit || d.m.Err() != nil {
 		t.Fatalf("q on the done page: quit %v, err %v", d.quit, d.m.Err())
