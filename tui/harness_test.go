@@ -324,4 +324,13 @@ func (d *driver) golden(name string) {
 	if diff := cmp.Diff(string(want), got); diff != "" {
 		d.t.Errorf("%s (-want +got):\n%s", name, diff)
 	}
+	// Every screen resizes cleanly: it fills each size exactly and is the
+	// same again back at 80×24.
+	before := Mask(view)
+	d.resize(120, 40)
+	d.resize(64, 20)
+	d.resize(width, height)
+	if diff := cmp.Diff(before, Mask(d.m.View())); diff != "" {
+		d.t.Errorf("%s after resizing to 120×40, 64×20 and back (-before +after):\n%s", name, diff)
+	}
 }

@@ -243,7 +243,29 @@ func (f *field) validate(v string) error {
 }
 
 func (p *Page) formHeight() int {
-	return p.height - 3 - len(p.problems) - len(p.warnings)
+	n := 0
+	if notes := p.notes(); notes != "" {
+		n = strings.Count(notes, "\n")
+	}
+	return p.height - 3 - n
+}
+
+// notes are the lines above the form: the environment's kept settings,
+// problems and warnings.
+func (p *Page) notes() string {
+	s := p.Styles
+	var b strings.Builder
+	if p.Choices.EnvRecord != nil {
+		b.WriteString(s.Muted.Render(ansi.Wordwrap(fmt.Sprintf("Environment %s keeps its %s settings (k2 env show %s).",
+			p.Choices.Env, p.Choices.EnvRecord.Provider, p.Choices.Env), p.width, " ")) + "\n")
+	}
+	for _, pr := range p.problems {
+		b.WriteString(s.Error.Render(ansi.Wordwrap("✗ "+pr, p.width, " ")) + "\n")
+	}
+	for _, w := range p.warnings {
+		b.WriteString(s.Warn.Render(ansi.Wordwrap("! "+w, p.width, " ")) + "\n")
+	}
+	return b.String()
 }
 
 // Init starts the form, or the check when there is nothing to fill in.
@@ -336,7 +358,9 @@ func (p *Page) Update(msg tea.Msg) (common.Page, tea.Cmd) {
 		return p, nil
 	}
 	m, cmd := p.form.Update(msg)
-	p.form = m.(*huh.Form)
+	// huh sizes a group's fields when told its height, less its footer
+	// then: tell it again now that an error may have come or gone there.
+	p.form = m.(*huh.Form).WithHeight(max(5, p.formHeight()))
 	if p.form.State == huh.StateCompleted {
 		return p, p.check()
 	}
@@ -418,16 +442,7 @@ func (p *Page) FullHelp() [][]key.Binding {
 func (p *Page) View() string {
 	s := p.Styles
 	var b strings.Builder
-	if p.Choices.EnvRecord != nil {
-		b.WriteString(s.Muted.Render(ansi.Wordwrap(fmt.Sprintf("Environment %s keeps its %s settings (k2 env show %s).",
-			p.Choices.Env, p.Choices.EnvRecord.Provider, p.Choices.Env), p.width, " ")) + "\n")
-	}
-	for _, pr := range p.problems {
-		b.WriteString(s.Error.Render(ansi.Wordwrap("✗ "+pr, p.width, " ")) + "\n")
-	}
-	for _, w := range p.warnings {
-		b.WriteString(s.Warn.Render(ansi.Wordwrap("! "+w, p.width, " ")) + "\n")
-	}
+	b.WriteString(p.notes())
 	if p.checking {
 		b.WriteString("\n" + p.spinner.View() + " " + s.Heading.Render("planning and asking provider "+p.Choices.Provider.Name+" to check the settings") +
 			"  " + s.Muted.Render(steps.Duration(p.Now().Sub(p.started))) + "\n")
