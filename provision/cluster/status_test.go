@@ -15,14 +15,7 @@ import (
 func TestStatusOfAFailedDeploy(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
-	s, err := state.Open(ctx, home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.CreateEnv(ctx, state.Environment{Name: "dev", Provider: "local"}); err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTestEnv(t, home, state.Environment{Name: "dev", Provider: "local"})
 	d, err := s.BeginDeployment(ctx, state.Deployment{Env: "dev", Op: state.OpDeploy, ArtifactRef: "hello:v1"})
 	if err != nil {
 		t.Fatal(err)
@@ -51,4 +44,21 @@ func TestStatusOfAFailedDeploy(t *testing.T) {
 	if st.Healthy || len(st.Problems) == 0 || st.Problems[0] != "last deploy failed at layers (layer/web)" {
 		t.Errorf("healthy %v, problems %q", st.Healthy, st.Problems)
 	}
+}
+
+// newTestEnv opens a state store in home, closed when the test ends, with
+// the environment env in it.
+func newTestEnv(t *testing.T, home string, env state.Environment) (*state.Store, *state.Environment) {
+	t.Helper()
+	ctx := context.Background()
+	s, err := state.Open(ctx, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	e, err := s.CreateEnv(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, e
 }

@@ -24,15 +24,7 @@ import (
 func TestUserDataBootstrap(t *testing.T) {
 	ctx := context.Background()
 	home := t.TempDir()
-	s, err := state.Open(ctx, home)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	env, err := s.CreateEnv(ctx, state.Environment{Name: "vm", Provider: "libvirt"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, env := newTestEnv(t, home, state.Environment{Name: "vm", Provider: "libvirt"})
 	cp := engine.MachinePlan{Name: "vm-control-plane-0", Pool: "control-plane", Role: engine.RoleControlPlane}
 	w := engine.MachinePlan{Name: "vm-worker-0", Pool: "worker", Role: engine.RoleWorker}
 	st := &engine.State{Store: s, Env: env, Plan: &engine.Plan{Bootstrap: sdk.BootstrapUserData, Machines: []engine.MachinePlan{cp, w}}}
