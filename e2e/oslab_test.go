@@ -17,7 +17,7 @@ import (
 // namespaces through veth pairs, VMs through taps. Nothing in it routes
 // anywhere else, so the machines can reach only each other and the lab.
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	ns     string // the lab's namespace, named k2os-<random>
 	prefix string
 	n      int
@@ -26,7 +26,7 @@ type lab struct {
 const labSubnet = "10.78.0"
 
 // requireLab skips unless network namespaces can be made here.
-func requireLab(t *testing.T) {
+func requireLab(t testing.TB) {
 	t.Helper()
 	skip := t.Skipf
 	if os.Getenv("CI") != "" {
@@ -40,7 +40,7 @@ func requireLab(t *testing.T) {
 	}
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	b := make([]byte, 3)
 	rand.Read(b)
@@ -90,7 +90,7 @@ func (l *lab) addNamespace(host int) string {
 	return ns
 }
 
-func mustRun(t *testing.T, args ...string) string {
+func mustRun(t testing.TB, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

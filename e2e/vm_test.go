@@ -22,15 +22,21 @@ import (
 )
 
 // requireVMs skips unless the VM tests are asked for (K2_VM_E2E=1, which
-// .ci/run sets) and can run here: root, qemu-system-x86_64, Debian's
+// make test-e2e sets) and can run here: root, qemu-system-x86_64, Debian's
 // kernel in /boot, busybox's udhcpd for the lab's DHCP.
-func requireVMs(t *testing.T) {
+func requireVMs(t testing.TB) {
 	t.Helper()
 	if os.Getenv("K2_VM_E2E") == "" {
-		t.Skip("VM tests: set K2_VM_E2E=1 (.ci/run does)")
+		t.Skip("VM tests: set K2_VM_E2E=1 (make test-e2e does)")
 	}
+	requireVMHost(t, t.Fatalf) // asked for: a missing piece is an error
+}
+
+// requireVMHost checks what booting k2 OS in qemu needs, calling fail for
+// what is missing.
+func requireVMHost(t testing.TB, fail func(string, ...any)) {
+	t.Helper()
 	requireLab(t)
-	fail := t.Fatalf // asked for: a missing piece is an error
 	for _, bin := range []string{"qemu-system-x86_64", "busybox"} {
 		if _, err := exec.LookPath(bin); err != nil {
 			fail("%s not installed (.ci/run installs qemu-system-x86 and busybox-static)", bin)
@@ -45,14 +51,24 @@ func requireVMs(t *testing.T) {
 }
 
 // buildOS builds the k2 OS image of the k2 under test into a directory.
-func buildOS(t *testing.T, compress string) string {
+// Extra arguments go to k2 os build.
+func buildOS(t testing.TB, compress string, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	start := time.Now()
-	mustK2(t, t.TempDir(), "os", "build", "-o", dir, "--k2", k2Bin, "--compress", compress)
-	t.Logf("k2 os build --compress %s: %s", compress, time.Since(start).Round(100*time.Millisecond))
+	mustK2(t, t.TempDir(), append([]string{"os", "build", "-o", dir, "--k2", k2Bin, "--compress", compress}, args...)...)
+	t.Logf("k2 os build --compress %s %s: %s", compress, strings.Join(args, " "), time.Since(start).Round(100*time.Millisecond))
 	return dir
 }
+
+// vmCmdline is the kernel command line the tests boot k2 OS with: the
+// serial console, qemu exits on a panic (-no-reboot), and
+// mitigations=off: page-table isolation makes every system call flush
+// the emulated TLB, which TCG pays dearly for.
+const vmCmdline = "console=ttyS0,115200n8 panic=-1 mitigations=off"
+
+// ovmfCode is the UEFI firmware (Debian's ovmf) a VM boots a raw disk with.
+const ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 
 // osImage reads an image directory's k2os.json.
 type osImage struct {
@@ -62,10 +78,11 @@ type osImage struct {
 		Size         int64
 		Uncompressed int64
 	}
+	Disk    *struct{ File string }
 	Cmdline string
 }
 
-func readOSImage(t *testing.T, dir string) osImage {
+func readOSImage(t testing.TB, dir string) osImage {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "k2os.json"))
 	if err != nil {
@@ -82,7 +99,7 @@ func readOSImage(t *testing.T, dir string) osImage {
 // by a tap, booting a kernel and initramfs directly, with a cidata volume
 // and a data disk.
 type vm struct {
-	t       *testing.T
+	t       testing.TB
 	l       *lab
 	name    string
 	mac     string
@@ -91,6 +108,9 @@ type vm struct {
 	initrd  string
 	cmdline string
 	disks   []string // raw images, in order: vda, vdb…
+	// uefi: boot the first disk (a k2 OS disk.raw, not written) with
+	// OVMF instead of the kernel and initrd directly.
+	uefi    bool
 	dir     string
 	console string // the serial console's log
 	qmp     string // the QMP socket
@@ -99,7 +119,7 @@ type vm struct {
 	started time.Time
 }
 
-func (l *lab) newVM(t *testing.T, name, mac, kernel, initrd, cmdline string, disks ...string) *vm {
+func (l *lab) newVM(t testing.TB, name, mac, kernel, initrd, cmdline string, disks ...string) *vm {
 	t.Helper()
 	l.n++
 	v := &vm{t: t, l: l, name: name, mac: mac, tap: fmt.Sprintf("tap%d", l.n), kernel: kernel, initrd: initrd, cmdline: cmdline, disks: disks, dir: t.TempDir()}
@@ -111,7 +131,14 @@ func (l *lab) newVM(t *testing.T, name, mac, kernel, initrd, cmdline string, dis
 		v.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(v.console)
-			t.Logf("console of %s (last 6000 bytes):\n%s", v.name, tail(string(b), 200))
+			t.Logf("console of %s (last 200 lines):\n%s", v.name, tail(string(b), 200))
+			// K2_E2E_KEEP=DIR keeps whole consoles of a failed test (CI artifacts).
+			if keep := os.Getenv("K2_E2E_KEEP"); keep != "" {
+				p := filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-"+v.name+".console.log")
+				if os.MkdirAll(keep, 0o755) == nil && os.WriteFile(p, b, 0o644) == nil {
+					t.Logf("whole console of %s: %s", v.name, p)
+				}
+			}
 		}
 	})
 	return v
@@ -120,13 +147,31 @@ func (l *lab) newVM(t *testing.T, name, mac, kernel, initrd, cmdline string, dis
 // boot powers the machine on.
 func (v *vm) boot() {
 	v.t.Helper()
-	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-m", "2048", "-smp", "2", "-no-reboot",
+	// -cpu max: TCG emulates AES-NI, AVX2 and the rest, which Go's crypto
+	// and runtime use; the default qemu64 model makes them run generic code.
+	args := []string{"qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "2048", "-smp", "2", "-no-reboot",
 		"-display", "none", "-monitor", "none", "-serial", "file:" + v.console,
 		"-qmp", "unix:" + v.qmp + ",server=on,wait=off",
-		"-kernel", v.kernel, "-initrd", v.initrd, "-append", v.cmdline,
 		"-netdev", "tap,id=n0,ifname=" + v.tap + ",script=no,downscript=no",
 		"-device", "virtio-net-pci,netdev=n0,mac=" + v.mac}
-	for _, d := range v.disks {
+	disks := v.disks
+	if v.uefi {
+		vars := filepath.Join(v.dir, "OVMF_VARS.fd")
+		if _, err := os.Stat(vars); err != nil {
+			b, err := os.ReadFile(strings.Replace(ovmfCode, "CODE", "VARS", 1))
+			if err != nil {
+				v.t.Fatalf("UEFI firmware: %v (.ci/run installs ovmf)", err)
+			}
+			os.WriteFile(vars, b, 0o600)
+		}
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
+			"-drive", "if=pflash,format=raw,file="+vars,
+			"-drive", "file="+disks[0]+",format=raw,if=virtio,snapshot=on")
+		disks = disks[1:]
+	} else {
+		args = append(args, "-kernel", v.kernel, "-initrd", v.initrd, "-append", v.cmdline)
+	}
+	for _, d := range disks {
 		args = append(args, "-drive", "file="+d+",format=raw,if=virtio,cache=unsafe")
 	}
 	os.Remove(v.console)
@@ -221,7 +266,7 @@ func qmpCommand(sock, command string) error {
 }
 
 // cidataImage writes a NoCloud volume holding a machine config.
-func cidataImage(t *testing.T, config, instanceID string) string {
+func cidataImage(t testing.TB, config, instanceID string) string {
 	t.Helper()
 	userData, err := os.ReadFile(config)
 	if err != nil {
@@ -239,7 +284,7 @@ func cidataImage(t *testing.T, config, instanceID string) string {
 }
 
 // emptyDisk makes a sparse raw disk.
-func emptyDisk(t *testing.T, size int64) string {
+func emptyDisk(t testing.TB, size int64) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "disk.raw")
 	f, err := os.Create(p)
@@ -253,7 +298,7 @@ func emptyDisk(t *testing.T, size int64) string {
 
 // startDHCP runs busybox's udhcpd on the lab's bridge, with fixed
 // addresses for the given MACs and the lab as the router.
-func (l *lab) startDHCP(t *testing.T, leases map[string]string) {
+func (l *lab) startDHCP(t testing.TB, leases map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
 	var b strings.Builder
@@ -277,7 +322,7 @@ func (l *lab) startDHCP(t *testing.T, leases map[string]string) {
 // forward listens on 127.0.0.1 and connects each connection to target
 // inside the lab's network namespace, so the host's own tools (kubectl,
 // the test's clients) reach the VMs without a route into the lab.
-func (l *lab) forward(t *testing.T, target string) string {
+func (l *lab) forward(t testing.TB, target string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -154,6 +154,11 @@ func runAPIServer(ctx context.Context, args []string) error {
 	return prepared.Run(ctx)
 }
 
+// readyTimeout bounds waitReady. Natively the apiserver is ready in about a
+// second; under emulation (k2 OS in qemu TCG) it takes minutes, and giving
+// up restarts it from the beginning.
+const readyTimeout = 10 * time.Minute
+
 // waitReady polls /readyz until it answers ok or ctx ends (the Manager
 // ends it if the apiserver fails).
 func (s *Server) waitReady(ctx context.Context) error {
@@ -164,14 +169,14 @@ func (s *Server) waitReady(ctx context.Context) error {
 	client := &http.Client{Transport: tr, Timeout: 2 * time.Second}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	deadline := time.After(3 * time.Minute)
+	deadline := time.After(readyTimeout)
 	var last string
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline:
-			return fmt.Errorf("kube-apiserver not ready after 3m: %s (see %s)", last, filepath.Join(s.cfg.DataDir, "logs", "control-plane.log"))
+			return fmt.Errorf("kube-apiserver not ready after %s: %s (see %s)", readyTimeout, last, filepath.Join(s.cfg.DataDir, "logs", "control-plane.log"))
 		case <-tick.C:
 		}
 		resp, err := client.Get(s.URL + "/readyz")

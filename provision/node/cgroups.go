@@ -56,8 +56,12 @@ func cgroupCleanupHierarchies() []string {
 // ensureCgroupRoot creates the node's cgroup root in every hierarchy (the
 // kubelet refuses a cgroup root that does not exist). In the v1 cpuset
 // hierarchy a new group starts with no CPUs or memory nodes, so each level
-// copies its parent's.
+// copies its parent's. In v2 a group has only the controllers its parent
+// hands down (cgroup.subtree_control), and the kubelet refuses a root
+// without cpu, cpuset, memory, pids and hugetlb: each level hands down
+// what it has.
 func ensureCgroupRoot(root string) error {
+	v2 := !cgroupV1()
 	for _, h := range cgroupHierarchies() {
 		dir := h
 		for _, part := range strings.Split(strings.Trim(root, "/"), "/") {
@@ -65,6 +69,10 @@ func ensureCgroupRoot(root string) error {
 			dir = filepath.Join(dir, part)
 			if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
 				return err
+			}
+			if v2 {
+				delegateControllers(parent)
+				delegateControllers(dir)
 			}
 			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 				if b, err := os.ReadFile(filepath.Join(dir, f)); err == nil && strings.TrimSpace(string(b)) == "" {
@@ -76,6 +84,20 @@ func ensureCgroupRoot(root string) error {
 		}
 	}
 	return nil
+}
+
+// delegateControllers enables, for dir's children, every controller dir
+// has. One at a time: a controller the kernel refuses (a v2 group holding
+// processes cannot delegate) leaves the others on, and the kubelet names
+// what is missing.
+func delegateControllers(dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return
+	}
+	for _, c := range strings.Fields(string(b)) {
+		_ = os.WriteFile(filepath.Join(dir, "cgroup.subtree_control"), []byte("+"+c), 0o644)
+	}
 }
 
 // removeCgroupRoot kills every process left under the node's cgroup root

@@ -468,6 +468,10 @@ func (o *Options) tree(mods *moduleSet) (*tree, []Contents, error) {
 	t.link("init", "/"+imageK2)
 	t.link("sbin/modprobe", "/usr/bin/busybox") // the kernel's module requests
 	t.link("bin/sh", "/usr/bin/busybox")        // a shell on the console, for rescue
+	// The kubelet mounts pods' tmpfs, projected and bind volumes with
+	// mount(8) and unmounts them with umount(8).
+	t.link("bin/mount", "/usr/bin/busybox")
+	t.link("bin/umount", "/usr/bin/busybox")
 	t.link("usr/sbin/mkfs.ext4", "mke2fs")
 	for _, n := range []string{"iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore"} {
 		t.link("usr/sbin/"+n, "xtables-nft-multi")

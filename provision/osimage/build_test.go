@@ -181,6 +181,46 @@ func TestBuildReproducible(t *testing.T) {
 	}
 }
 
+// TestBuildRawReproducible builds the bootable disk twice from the same
+// inputs: the same bytes, a valid MBR whose one partition is the ESP.
+// It needs Debian's GRUB images (.ci/run installs them).
+func TestBuildRawReproducible(t *testing.T) {
+	if _, err := exec.LookPath("grub-mkimage"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("grub-mkimage missing (.ci/run installs grub-common grub-pc-bin grub-efi-amd64-bin)")
+		}
+		t.Skip("grub-mkimage not installed")
+	}
+	ctx := context.Background()
+	var disks [][]byte
+	for range 2 {
+		o := smallOptions(t, t.TempDir())
+		o.Format = FormatRaw
+		m, err := Build(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Disk == nil || m.Disk.File != DiskFile {
+			t.Fatalf("manifest disk: %+v", m.Disk)
+		}
+		b, err := os.ReadFile(filepath.Join(o.OutDir, DiskFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		disks = append(disks, b)
+	}
+	if !bytes.Equal(disks[0], disks[1]) {
+		t.Fatal("two raw disks from the same inputs differ")
+	}
+	mbr := disks[0][:512]
+	if mbr[510] != 0x55 || mbr[511] != 0xAA || mbr[446] != 0x80 || mbr[446+4] != 0xEF {
+		t.Errorf("MBR: signature %x %x, partition 1 status %#x type %#x; want 55 aa, 0x80, 0xef", mbr[510], mbr[511], mbr[446], mbr[450])
+	}
+	if start := binary.LittleEndian.Uint32(mbr[446+8:]); start != espStartLBA {
+		t.Errorf("the ESP starts at LBA %d, want %d", start, espStartLBA)
+	}
+}
+
 // TestInitramfsContents unpacks an image and checks what k2 OS needs.
 func TestInitramfsContents(t *testing.T) {
 	out := t.TempDir()
@@ -226,6 +266,9 @@ func TestInitramfsContents(t *testing.T) {
 	}
 	if content("init") != "/usr/bin/k2" || content("sbin/modprobe") != "/usr/bin/busybox" {
 		t.Error("/init must link to k2 and /sbin/modprobe to busybox")
+	}
+	if content("bin/mount") != "/usr/bin/busybox" || content("bin/umount") != "/usr/bin/busybox" {
+		t.Error("the kubelet's mount(8) and umount(8) must be there (busybox)")
 	}
 	if c := got["dev/console"]; c.Mode&cpio.S_IFMT != cpio.S_IFCHR || c.Rmajor != 5 || c.Rminor != 1 {
 		t.Errorf("/dev/console: %+v", c.Info)

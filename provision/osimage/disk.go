@@ -29,7 +29,7 @@ import (
 const (
 	espLabel    = "K2OS"
 	espStartLBA = 2048
-	grubModules = "part_msdos part_gpt fat normal linux search search_label configfile echo test"
+	grubModules = "part_msdos part_gpt fat normal linux search search_label configfile echo test serial terminal"
 )
 
 // grubPlatforms are the GRUB targets the disk boots with: directory under
@@ -80,7 +80,7 @@ func writeDisk(dst, kernel, initramfs, cmdline string) (FileInfo, error) {
 		return FileInfo{}, fmt.Errorf("GRUB's core.img is %d bytes; it must fit before the partition", len(core))
 	}
 	initrdName := filepath.Base(initramfs)
-	grubCfg := fmt.Sprintf("set timeout=1\nset default=0\nmenuentry \"k2 OS\" {\n\tlinux /k2/vmlinuz %s\n\tinitrd /k2/%s\n}\n", cmdline, initrdName)
+	grubCfg := fmt.Sprintf("serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\nset timeout=1\nset default=0\nmenuentry \"k2 OS\" {\n\techo \"k2 OS: loading the kernel and initramfs\"\n\tlinux /k2/vmlinuz %s\n\tinitrd /k2/%s\n}\n", cmdline, initrdName)
 	files := []fatfs.File{
 		{Name: "EFI/BOOT/BOOTX64.EFI", Source: images["x86_64-efi"]},
 		{Name: "boot/grub/grub.cfg", Data: []byte(grubCfg)},
