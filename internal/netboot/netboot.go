@@ -104,10 +104,12 @@ type Server struct {
 	machines map[string]*entry // by MAC
 	tokens   map[string]string // config token -> MAC
 	ipMAC    map[string]string // remote IP -> MAC
-	events   []Event
-	httpAddr net.Addr
-	tftpAddr net.Addr
-	stop     []func()
+	// ipxeServed: "IP file" of iPXE binaries served this boot.
+	ipxeServed map[string]bool
+	events     []Event
+	httpAddr   net.Addr
+	tftpAddr   net.Addr
+	stop       []func()
 }
 
 type entry struct {
@@ -148,6 +150,16 @@ func (s *Server) Add(m Machine) error {
 	defer s.mu.Unlock()
 	if old, ok := s.machines[mac]; ok {
 		delete(s.tokens, old.token)
+	}
+	// A new boot of this machine starts from the firmware again.
+	for ip, m := range s.ipMAC {
+		if m == mac {
+			for k := range s.ipxeServed {
+				if strings.HasPrefix(k, ip+" ") {
+					delete(s.ipxeServed, k)
+				}
+			}
+		}
 	}
 	e := &entry{m: m, progress: Progress{MAC: mac, Stages: map[string]time.Time{}}}
 	if len(m.Config) > 0 {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/pin/tftp/v3"
@@ -68,6 +69,19 @@ func TestBootFlow(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), ipxe) {
 		t.Fatalf("TFTP served %d bytes, want the %d of undionly.kpxe", got.Len(), len(ipxe))
 	}
+	// The chained iPXE asking again (its DHCP gave it the same filename)
+	// gets a script, not itself.
+	wt, err = c.Receive("undionly.kpxe", "octet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Reset()
+	if _, err := wt.WriteTo(&got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "#!ipxe\nchain " + srv.URL() + "/boot.ipxe\n"; got.String() != want {
+		t.Errorf("second TFTP request: %q, want %q", got.String(), want)
+	}
 	if _, err := c.Receive("../etc/passwd", "octet"); err == nil {
 		t.Error("TFTP served a file outside the iPXE set")
 	}
@@ -111,9 +125,17 @@ func TestBootFlow(t *testing.T) {
 		t.Errorf("second config fetch: %d %q, want 410 and nothing", code, b)
 	}
 
-	p, ok := srv.Progress(mac)
-	if !ok {
-		t.Fatal("no progress")
+	// A TFTP transfer is recorded when the server has its last ACK, which
+	// may come after the client moved on.
+	var p netboot.Progress
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var ok bool
+		if p, ok = srv.Progress(mac); !ok {
+			t.Fatal("no progress")
+		}
+		if _, ok := p.Stages[netboot.StageTFTP]; ok || time.Now().After(deadline) {
+			break
+		}
 	}
 	var stages []string
 	for _, st := range []string{netboot.StageTFTP, netboot.StageScript, netboot.StageKernel, netboot.StageInitramfs, netboot.StageConfig} {
@@ -128,6 +150,7 @@ func TestBootFlow(t *testing.T) {
 		t.Errorf("last stage %q", p.Stage)
 	}
 	wantBytes := int64(len(ipxe) + len(kernel) + len(initrd) + len(config))
+	// + the chain script over TFTP and the two HTTP scripts
 	if p.Bytes < wantBytes || p.Bytes > wantBytes+1000 { // + the two scripts
 		t.Errorf("bytes served %d, want %d + the scripts", p.Bytes, wantBytes)
 	}

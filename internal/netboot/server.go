@@ -13,7 +13,7 @@ import (
 // Start starts the servers and returns once they listen; cancelling ctx
 // stops them (in-flight HTTP requests get 5 s to finish).
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	s := &Server{opts: opts, log: opts.Log, machines: map[string]*entry{}, tokens: map[string]string{}, ipMAC: map[string]string{}}
+	s := &Server{opts: opts, log: opts.Log, machines: map[string]*entry{}, tokens: map[string]string{}, ipMAC: map[string]string{}, ipxeServed: map[string]bool{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pin/tftp/v3"
@@ -40,6 +41,33 @@ func (s *Server) tftpRead(name string, rf io.ReaderFrom) error {
 		ev.Err = "not served"
 		s.record(ev)
 		return fmt.Errorf("%s: not served here", name)
+	}
+	ip := ""
+	if h, _, err := net.SplitHostPort(ev.Remote); err == nil {
+		ip = h
+	}
+	s.mu.Lock()
+	again := s.ipxeServed[ip+" "+base]
+	s.ipxeServed[ip+" "+base] = true
+	s.mu.Unlock()
+	if again {
+		// The same address asking for the same iPXE binary again in one
+		// boot is that iPXE itself, given the same filename by a DHCP
+		// server that cannot tell it from the firmware (libvirt's dnsmasq
+		// without user-class matching): it gets a script chaining to
+		// boot.ipxe instead, which iPXE runs, so it does not load itself
+		// in a loop.
+		body := "#!ipxe\nchain " + s.URL() + "/boot.ipxe\n"
+		if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+			ot.SetSize(int64(len(body)))
+		}
+		n, err := rf.ReadFrom(strings.NewReader(body))
+		ev.Path, ev.Bytes, ev.Took, ev.Stage = name+" (again: chain script)", n, time.Since(start), ""
+		if err != nil {
+			ev.Err = err.Error()
+		}
+		s.record(ev)
+		return err
 	}
 	f, err := os.Open(filepath.Join(s.opts.IPXEDir, base))
 	if err != nil {

@@ -182,7 +182,7 @@ func (p *Provider) boot1(ctx context.Context, cfg *config, srv *netboot.Server, 
 	if srv != nil {
 		err := srv.Add(netboot.Machine{
 			Name: h.req.Name, MAC: h.server.MAC, Kernel: cfg.kernel(), Initramfs: cfg.initramfs(),
-			Cmdline: strings.TrimSpace(*cfg.KernelArgs), Config: req.Bootstrap.UserData,
+			Cmdline: cfg.cmdline(), Config: req.Bootstrap.UserData,
 		})
 		if err != nil {
 			return m, err

@@ -17,10 +17,12 @@ package metal
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"k2.dev/k2/providers/sdk"
@@ -57,8 +59,8 @@ var schema = []sdk.ConfigField{
 		Description: "directory of the iPXE binaries served over TFTP (Debian's ipxe package)"},
 	{Name: "image", Type: sdk.TypeString,
 		Description: "directory of the k2 OS boot image ('k2 os build -o DIR': vmlinuz, initramfs.cpio.gz)"},
-	{Name: "kernelArgs", Type: sdk.TypeString, Default: "console=tty0 console=ttyS0,115200",
-		Description: "extra kernel command line"},
+	{Name: "kernelArgs", Type: sdk.TypeString,
+		Description: "kernel command line added after the image's own (k2os.json's cmdline)"},
 	{Name: "bootMode", Type: sdk.TypeString, Default: "uefi",
 		Description: "firmware boot mode for the override: uefi or legacy"},
 	{Name: "httpBoot", Type: sdk.TypeBool,
@@ -131,7 +133,10 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 		cfg.IPXEDir = "/usr/lib/ipxe"
 	}
 	if cfg.KernelArgs == nil {
-		s := "console=tty0 console=ttyS0,115200"
+		s := ""
+		if cfg.Image != "" && cfg.manifest().Cmdline == "" {
+			s = "console=tty0 console=ttyS0,115200"
+		}
 		cfg.KernelArgs = &s
 	}
 	switch cfg.BootMode {
@@ -168,7 +173,30 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	return cfg, ds
 }
 
+// imageManifest is the part of k2os.json ('k2 os build') k2 reads.
+type imageManifest struct {
+	Kernel    struct{ File string }
+	Initramfs struct{ File string }
+	Cmdline   string
+}
+
+func (c *config) manifest() imageManifest {
+	var m imageManifest
+	if b, err := os.ReadFile(filepath.Join(c.Image, "k2os.json")); err == nil {
+		_ = json.Unmarshal(b, &m)
+	}
+	return m
+}
+
+// cmdline is the image's own command line, then kernelArgs.
+func (c *config) cmdline() string {
+	return strings.TrimSpace(c.manifest().Cmdline + " " + *c.KernelArgs)
+}
+
 func (c *config) kernel() string {
+	if f := c.manifest().Kernel.File; f != "" {
+		return filepath.Join(c.Image, filepath.Base(f))
+	}
 	for _, n := range []string{"vmlinuz", "kernel"} {
 		if p := filepath.Join(c.Image, n); fileExists(p) {
 			return p
@@ -178,6 +206,9 @@ func (c *config) kernel() string {
 }
 
 func (c *config) initramfs() string {
+	if f := c.manifest().Initramfs.File; f != "" {
+		return filepath.Join(c.Image, filepath.Base(f))
+	}
 	for _, n := range []string{"initramfs.cpio.gz", "initramfs.cpio.zst", "initramfs.cpio", "initrd"} {
 		if p := filepath.Join(c.Image, n); fileExists(p) {
 			return p
