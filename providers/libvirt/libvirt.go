@@ -240,13 +240,7 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 // reference.
 func resolveImage(s string) (string, bool) {
 	if strings.Contains(s, "$K2_HOME") {
-		home := os.Getenv("K2_HOME")
-		if home == "" {
-			if h, err := os.UserHomeDir(); err == nil {
-				home = filepath.Join(h, ".k2")
-			}
-		}
-		s = strings.ReplaceAll(s, "$K2_HOME", home)
+		s = strings.ReplaceAll(s, "$K2_HOME", sdk.Home())
 	}
 	if strings.HasPrefix(s, "/") || strings.HasPrefix(s, ".") || strings.HasPrefix(s, "~") {
 		if rest, ok := strings.CutPrefix(s, "~/"); ok {

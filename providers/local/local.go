@@ -165,13 +165,7 @@ func load(c sdk.Config) (config, sdk.Diagnostics) {
 		ds.Errorf("config", "%v", err)
 	}
 	if cfg.StateDir == "" {
-		home := os.Getenv("K2_HOME")
-		if home == "" {
-			if h, err := os.UserHomeDir(); err == nil {
-				home = filepath.Join(h, ".k2")
-			}
-		}
-		cfg.StateDir = filepath.Join(home, "local")
+		cfg.StateDir = filepath.Join(sdk.Home(), "local")
 	}
 	if !filepath.IsAbs(cfg.StateDir) {
 		ds.Errorf("config.stateDir", "state directory %q must be an absolute path", cfg.StateDir)

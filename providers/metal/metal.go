@@ -118,13 +118,7 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 		return cfg, ds
 	}
 	if cfg.StateDir == "" {
-		home := os.Getenv("K2_HOME")
-		if home == "" {
-			if h, err := os.UserHomeDir(); err == nil {
-				home = filepath.Join(h, ".k2")
-			}
-		}
-		cfg.StateDir = filepath.Join(home, "metal")
+		cfg.StateDir = filepath.Join(sdk.Home(), "metal")
 	}
 	if !filepath.IsAbs(cfg.StateDir) {
 		ds.Errorf("config.stateDir", "state directory %q must be an absolute path", cfg.StateDir)
