@@ -73,8 +73,8 @@ type Event struct {
 // Progress is what a machine has done so far.
 type Progress struct {
 	MAC       string               `json:"mac"`
-	Stage     string               `json:"stage,omitempty"` // last stage reached
-	Stages    map[string]time.Time `json:"stages,omitempty"`
+	Stage     string               `json:"stage,omitempty"`  // last stage reached
+	Stages    map[string]time.Time `json:"stages,omitempty"` // when each was served in full
 	Bytes     int64                `json:"bytes"`
 	Addresses []string             `json:"addresses,omitempty"`
 }
@@ -264,7 +264,7 @@ func (s *Server) advance(mac string, ev Event, ip string) {
 		return
 	}
 	if _, seen := e.progress.Stages[ev.Stage]; !seen {
-		e.progress.Stages[ev.Stage] = ev.At
+		e.progress.Stages[ev.Stage] = ev.At.Add(ev.Took) // reached once served
 	}
 	if stageOrder[ev.Stage] > stageOrder[e.progress.Stage] {
 		e.progress.Stage = ev.Stage

@@ -19,6 +19,9 @@ var tftpFiles = map[string]bool{"undionly.kpxe": true, "undionly.kkpxe": true, "
 func (s *Server) startTFTP() error {
 	srv := tftp.NewServer(s.tftpRead, nil)
 	srv.SetTimeout(5 * time.Second)
+	// Every transfer from the listening port: NATs (qemu's user network,
+	// firewalls) pass the replies of the flow they saw.
+	srv.EnableSinglePort()
 	conn, err := net.ListenPacket("udp4", s.opts.TFTPAddr)
 	if err != nil {
 		return fmt.Errorf("boot server: listening for TFTP on %s: %w", s.opts.TFTPAddr, err)
