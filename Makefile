@@ -74,7 +74,7 @@ demo: build
 	./scripts/demo.sh
 
 ## conformance: the upstream Kubernetes [Conformance] suite against a local
-## 1 + 2 kubelet cluster, offline (hours; flags in CONFORMANCE_FLAGS, e.g.
+## 1 + 2 kubelet cluster, offline (~1 h; flags in CONFORMANCE_FLAGS, e.g.
 ## -focus, -nodes, -keep; reports in conformance/out; docs/conformance.md).
 conformance:
 	./scripts/conformance $(CONFORMANCE_FLAGS)
@@ -83,7 +83,7 @@ conformance:
 ## apps [Conformance] specs that are neither [Serial] nor [Slow].
 conformance-ci:
 	CONFORMANCE_OUT=$(CURDIR)/conformance/out-ci ./scripts/conformance \
-		-focus '\[sig-(api-machinery|apps)\].*\[Conformance\]' -skip '\[Slow\]' -serial=false -nodes 6 $(CONFORMANCE_FLAGS)
+		-focus '\[sig-(api-machinery|apps)\].*\[Conformance\]' -skip '\[Slow\]' -serial=false -nodes 8 $(CONFORMANCE_FLAGS)
 
 clean:
 	rm -rf bin conformance/bin
