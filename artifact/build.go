@@ -213,7 +213,7 @@ func (b *builder) settings() error {
 		b.cfg.OS = &OSSpec{Name: o.Name, Version: o.Version}
 	}
 	for _, m := range b.f.Machines {
-		spec := MachineSpec{Pool: m.Pool, Count: m.Count, CPU: m.CPU, Memory: m.Memory, Disk: m.Disk, Arch: m.Arch}
+		spec := MachineSpec{Pool: m.Pool, Count: m.Count, CPU: m.CPU, Memory: m.Memory, Disk: m.Disk, Arch: m.Arch, Datastore: m.Datastore}
 		replaced := false
 		for i := range b.cfg.Machines {
 			if b.cfg.Machines[i].Pool == m.Pool {

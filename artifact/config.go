@@ -76,6 +76,8 @@ type MachineSpec struct {
 	Memory string `json:"memory,omitempty"`
 	Disk   string `json:"disk,omitempty"`
 	Arch   string `json:"arch,omitempty"`
+	// Datastore of the control-plane pool: sqlite, etcd, or an endpoint.
+	Datastore string `json:"datastore,omitempty"`
 }
 
 // AppSpec is the spec of an APP layer. Values may hold ${ARG} templates.

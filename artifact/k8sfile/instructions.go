@@ -307,8 +307,8 @@ func (p *parser) app(n node) {
 }
 
 var (
-	machineOptions = []string{"cpu", "memory", "disk", "arch"}
-	machineChecks  = map[string]func(string) error{"cpu": checkCPU, "memory": checkSize, "disk": checkSize, "arch": checkArch}
+	machineOptions = []string{"cpu", "memory", "disk", "arch", "datastore"}
+	machineChecks  = map[string]func(string) error{"cpu": checkCPU, "memory": checkSize, "disk": checkSize, "arch": checkArch, "datastore": checkDatastore}
 )
 
 // ControlPlanePool is the MACHINES pool that runs the control plane; a
@@ -317,13 +317,14 @@ const ControlPlanePool = "control-plane"
 
 func (p *parser) machines(n node) {
 	const instr = kwMachines
-	const usage = "write MACHINES <pool>=<count> … [cpu=…] [memory=…] [disk=…] [arch=amd64|arm64], e.g. MACHINES control-plane=1 worker=3 memory=4Gi"
+	const usage = "write MACHINES <pool>=<count> … [cpu=…] [memory=…] [disk=…] [arch=amd64|arm64] [datastore=…], e.g. MACHINES control-plane=1 worker=3 memory=4Gi"
 	if p.firstMachine == nil {
 		pos := n.Keyword.Pos
 		p.firstMachine = &pos
 	}
 	var shared MachinePool
 	var pools []MachinePool
+	var datastorePos Pos
 	seenOpt := map[string]int{}
 	ok := true
 	for _, t := range n.Args {
@@ -350,6 +351,9 @@ func (p *parser) machines(n node) {
 				shared.Disk = v
 			case "arch":
 				shared.Arch = v
+			case "datastore":
+				shared.Datastore = v
+				datastorePos = t.Pos
 			}
 			continue
 		}
@@ -380,9 +384,14 @@ func (p *parser) machines(n node) {
 		}
 		return
 	}
+	if shared.Datastore != "" && !slices.ContainsFunc(pools, func(mp MachinePool) bool { return mp.Pool == ControlPlanePool }) {
+		p.errorf(datastorePos, instr, "put datastore= on the line with control-plane=<count>: MACHINES control-plane=3 datastore=etcd",
+			"datastore= belongs to the %s pool, which this line does not name", ControlPlanePool)
+	}
 	for _, mp := range pools {
 		mp.CPU, mp.Memory, mp.Disk, mp.Arch = shared.CPU, shared.Memory, shared.Disk, shared.Arch
 		if mp.Pool == ControlPlanePool {
+			mp.Datastore = shared.Datastore
 			p.checkControlPlaneCount(mp)
 		}
 		p.file.Machines = append(p.file.Machines, mp)

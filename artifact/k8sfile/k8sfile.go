@@ -92,7 +92,8 @@ type App struct {
 	Env      []KV
 }
 
-// MachinePool is MACHINES <pool>=<count> [cpu=…] [memory=…] [disk=…] [arch=…].
+// MachinePool is MACHINES <pool>=<count> [cpu=…] [memory=…] [disk=…] [arch=…]
+// [datastore=…].
 // A MACHINES line may name several pools (control-plane=1 worker=3); each
 // becomes a MachinePool with the line's shared options.
 type MachinePool struct {
@@ -103,6 +104,10 @@ type MachinePool struct {
 	Memory string // template; a quantity such as 4Gi
 	Disk   string // template; a quantity such as 20Gi
 	Arch   string // amd64, arm64; empty: any
+	// Datastore is the control-plane pool's datastore (template): sqlite,
+	// etcd (embedded), or an external endpoint (etcd://, postgres://,
+	// mysql://); empty: sqlite for one server, etcd for more.
+	Datastore string `json:",omitempty"`
 }
 
 // KV is a key=value pair.

@@ -325,6 +325,8 @@ var fieldHint = map[string]string{
 	"memory":   "give a size such as memory=4Gi or memory=512Mi",
 	"disk":     "give a size such as disk=20Gi",
 	"arch":     "give arch=amd64 or arch=arm64",
+	"datastore": "give datastore=sqlite (one server), datastore=etcd (embedded in the servers) or an external one: " +
+		"etcd://host:2379, postgres://user:pass@host:5432/db, mysql://user:pass@tcp(host:3306)/db",
 }
 
 // --- shared checks --------------------------------------------------------

@@ -186,6 +186,28 @@ func checkArch(s string) error {
 	return fmt.Errorf("%q is not one of %s", s, strings.Join(Archs, ", "))
 }
 
+// Datastores the control-plane pool may name besides an endpoint URL.
+const (
+	DatastoreSQLite = "sqlite"
+	DatastoreEtcd   = "etcd"
+)
+
+// checkDatastore checks datastore=: sqlite, etcd, or an endpoint whose
+// scheme k2 server's --datastore-endpoint takes.
+func checkDatastore(s string) error {
+	if s == DatastoreSQLite || s == DatastoreEtcd {
+		return nil
+	}
+	scheme, rest, ok := strings.Cut(s, "://")
+	if ok && rest != "" {
+		switch scheme {
+		case "etcd", "etcds", "http", "https", "postgres", "postgresql", "mysql":
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is neither sqlite, etcd nor an etcd://, postgres:// or mysql:// endpoint", s)
+}
+
 // Quantities: a decimal number with an optional suffix, as Kubernetes writes
 // resource quantities: binary Ki Mi Gi Ti Pi Ei, decimal k M G T P E, and m
 // (thousandths, for CPU).

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -48,7 +49,8 @@ type ClientOptions struct {
 	// ServerURL is the API server (k2 agent --server); it goes into the
 	// kubeconfig.
 	ServerURL string
-	// JoinURL is the join endpoint; default: ServerURL's host on DefaultPort.
+	// JoinURL is the join endpoint, or several separated by commas (tried
+	// in turn); default: ServerURL's host on DefaultPort.
 	JoinURL  string
 	Token    string
 	NodeName string
@@ -105,15 +107,22 @@ func Join(ctx context.Context, o ClientOptions) (*Credentials, error) {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating data dir: %w", err)
 	}
-	for {
-		err := joinOnce(ctx, o, tok)
+	// Several servers: each attempt asks the next one.
+	urls := strings.Split(o.JoinURL, ",")
+	for i := 0; ; i++ {
+		one := o
+		one.JoinURL = urls[i%len(urls)]
+		err := joinOnce(ctx, one, tok)
 		if err == nil {
 			return &Credentials{Kubeconfig: kc}, nil
 		}
 		if errors.Is(err, ErrRefused) || errors.Is(err, ErrCAMismatch) || errors.Is(err, ErrBadToken) {
 			return nil, err
 		}
-		o.Logger.Info("join endpoint not reachable yet; retrying", "url", o.JoinURL, "err", err)
+		o.Logger.Info("join endpoint not reachable yet; retrying", "url", one.JoinURL, "err", err)
+		if (i+1)%len(urls) != 0 {
+			continue // the next server at once
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("joining %s: %w (last error: %w)", o.JoinURL, ctx.Err(), err)

@@ -66,6 +66,9 @@ type ServerConfig struct {
 	// nil answers those routes with 404. See imageRoutes for the routes
 	// and who may use them.
 	Images *ImageStore
+	// Server, when set, adds the server routes (servers.go): what the
+	// servers of an HA cluster and k2 on the deploying host ask.
+	Server ServerHooks
 }
 
 // Request is the body of POST /v1/join.
@@ -144,6 +147,7 @@ func NewHandler(cfg ServerConfig) http.Handler {
 		_ = json.NewEncoder(w).Encode(Response{ClientCert: string(certPEM), CACert: string(caPEM), Server: cfg.APIServerURL})
 	})
 	imageRoutes(mux, cfg)
+	serverRoutes(mux, cfg)
 	return mux
 }
 
@@ -189,3 +193,5 @@ func sign(cfg ServerConfig, req Request) ([]byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -54,8 +54,12 @@ const (
 // Options configure Run. ServerURL, Token (unless DataDir already holds
 // credentials) and NodeName are required.
 type Options struct {
+	// ServerURL is the API server, or several separated by commas: the
+	// agent balances over them through a proxy on 127.0.0.1 and fails over
+	// when one goes away (balancer.go), and learns servers added later.
 	ServerURL string
-	// JoinURL defaults to ServerURL's host on port 6444.
+	// JoinURL defaults to each ServerURL's host on port 6444; several are
+	// separated by commas.
 	JoinURL  string
 	Token    string
 	DataDir  string
@@ -149,8 +153,22 @@ func Run(ctx context.Context, o Options) error {
 }
 
 func run(ctx context.Context, o Options, log *slog.Logger) error {
+	servers := splitComma(o.ServerURL)
+	if len(servers) == 0 {
+		return fmt.Errorf("no API server in %q", o.ServerURL)
+	}
+	joinURLs := splitComma(o.JoinURL)
+	if len(joinURLs) == 0 {
+		for _, s := range servers {
+			u, err := join.DefaultJoinURL(s)
+			if err != nil {
+				return err
+			}
+			joinURLs = append(joinURLs, u)
+		}
+	}
 	creds, err := join.Join(ctx, join.ClientOptions{
-		ServerURL: o.ServerURL, JoinURL: o.JoinURL, Token: o.Token,
+		ServerURL: servers[0], JoinURL: strings.Join(joinURLs, ","), Token: o.Token,
 		NodeName: o.NodeName, DataDir: o.DataDir, Logger: log,
 	})
 	if err != nil {
@@ -161,6 +179,21 @@ func run(ctx context.Context, o Options, log *slog.Logger) error {
 	} else {
 		log.Info("joined the cluster", "kubeconfig", creds.Kubeconfig)
 	}
+	// Every client of this node reaches the servers through the balancer.
+	caPEM, cert, err := join.LoadNodeCredentials(filepath.Dir(creds.Kubeconfig))
+	if err != nil {
+		return err
+	}
+	lb, err := startBalancer(ctx, servers, caPEM, cert, log)
+	if err != nil {
+		return err
+	}
+	if err := setKubeconfigServer(creds.Kubeconfig, lb.URL()); err != nil {
+		return err
+	}
+	sl := &serverList{joinURLs: joinURLs, lb: lb, caPEM: caPEM, cert: cert, log: log}
+	go sl.refresh(ctx)
+	o.JoinURL = strings.Join(joinURLs, ",")
 	if o.RuntimeName == RuntimeAuto || o.RuntimeName == RuntimeKubelet {
 		if o.NodeIP == "" {
 			o.NodeIP = node.DefaultNodeIP()
@@ -236,15 +269,19 @@ func runKubelet(ctx context.Context, o Options, creds *join.Credentials, log *sl
 	}}}
 	// Images vendored in the deployed artifact, kept by the control plane.
 	credDir := filepath.Dir(creds.Kubeconfig)
-	joinURL := o.JoinURL
-	if joinURL == "" {
-		joinURL, _ = join.DefaultJoinURL(o.ServerURL)
-	}
 	caPEM, cert, err := join.LoadNodeCredentials(credDir)
 	if err != nil {
 		return err
 	}
-	vendored, err := join.ListImages(ctx, joinURL, caPEM, cert)
+	// Any server serves them; the first that answers.
+	var vendored []join.Image
+	var joinURL string
+	for _, u := range splitComma(o.JoinURL) {
+		if vendored, err = join.ListImages(ctx, u, caPEM, cert); err == nil {
+			joinURL = u
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("listing the cluster's vendored images: %w", err)
 	}

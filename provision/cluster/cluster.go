@@ -13,7 +13,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -54,6 +53,9 @@ type Options struct {
 	// deployment: unchanged layers are skipped, missing ones removed
 	// (k2 upgrade). Nil applies every layer.
 	Previous map[string]string
+	// Restore is a backup archive (k2 backup's format) the first server
+	// starts from instead of an empty datastore (k2 migrate); "" none.
+	Restore string
 	// ReadyTimeout bounds each wait (control plane, nodes, each layer);
 	// default 5 minutes.
 	ReadyTimeout time.Duration
@@ -68,9 +70,15 @@ func Dir(home, env string) string { return filepath.Join(home, "clusters", env) 
 
 // identity is the persisted part of a cluster k2 deployed.
 type identity struct {
-	Port     int    `json:"port"`
-	JoinPort int    `json:"joinPort"`
-	Token    string `json:"-"` // kept encrypted in the state store
+	// Port and JoinPort are the first server's (Servers[0] repeats them).
+	Port     int `json:"port"`
+	JoinPort int `json:"joinPort"`
+	// Servers are every server's ports, by control-plane index.
+	Servers []serverPorts `json:"servers,omitempty"`
+	// Datastore is what the servers run on now (engine.Datastore*);
+	// empty in identities older than HA: SQLite.
+	Datastore string `json:"datastore,omitempty"`
+	Token     string `json:"-"` // kept encrypted in the state store
 }
 
 // Steps returns the steps after the plan, sharing st.
@@ -80,10 +88,19 @@ func Steps(o Options) func(st *engine.State) []engine.Step {
 	}
 	return func(st *engine.State) []engine.Step {
 		c := &run{o: o}
+		first := func(m engine.MachinePlan) bool { return m.Index == 0 }
+		others := func(m engine.MachinePlan) bool { return m.Index > 0 }
+		cp := []string{engine.RoleControlPlane}
 		return []engine.Step{
 			&funcStep{name: "identity", run: c.identity},
-			&engine.MachinesStep{StepName: "control-plane", Roles: []string{engine.RoleControlPlane}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
+			&engine.MachinesStep{StepName: "control-plane", Roles: cp, Filter: first, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
+			&funcStep{name: "restore", run: c.restore},
 			&funcStep{name: "control-plane-ready", run: c.waitServer},
+			&funcStep{name: "datastore", run: c.clusterInit},
+			// One at a time: each joins the etcd cluster as a learner,
+			// and etcd takes one learner at a time.
+			&engine.MachinesStep{StepName: "servers", Roles: cp, Filter: others, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
+			&funcStep{name: "servers-ready", run: c.waitServers},
 			&funcStep{name: "images", run: c.uploadImages},
 			&engine.MachinesStep{StepName: "workers", Roles: []string{engine.RoleWorker}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.agentBootstrap},
 			&funcStep{name: "nodes-ready", run: c.waitNodes},
@@ -147,6 +164,9 @@ func (c *run) identity(ctx context.Context, st *engine.State) error {
 	port, _ := freeport.Get() // 0 if none: the server's default
 	joinPort, _ := freeport.Get()
 	id := identity{Port: port, JoinPort: joinPort, Token: tok.String()}
+	if st.Plan != nil {
+		id.Datastore = st.Plan.Datastore.Kind
+	}
 	if st.Plan != nil && usesMachineConfig(st.Plan.Bootstrap) {
 		// Machines of their own: the well-known ports.
 		id.Port, id.JoinPort = machineconfig.DefaultPort, machineconfig.DefaultJoinPort
@@ -160,50 +180,15 @@ func (c *run) identity(ctx context.Context, st *engine.State) error {
 	return nil
 }
 
-func (c *run) serverBootstrap(ctx context.Context, st *engine.State, m engine.MachinePlan) (sdk.Bootstrap, error) {
-	id, err := c.load(ctx, st)
-	if err != nil {
-		return sdk.Bootstrap{}, err
-	}
-	seed, err := controlplane.MakeSeed(c.dir(st))
-	if err != nil {
-		return sdk.Bootstrap{}, err
-	}
-	if m.Index > 0 {
-		// One k2 server per cluster for now: further control-plane
-		// machines join as agents with the control-plane role.
-		return c.agentBootstrap(ctx, st, m)
-	}
-	if usesMachineConfig(st.Plan.Bootstrap) {
-		return c.machineConfig(ctx, st, m)
-	}
-	return sdk.Bootstrap{
-		Method: sdk.BootstrapExec,
-		// The server binds and advertises the machine's own address, which
-		// the provider passes as K2_MACHINE_ADDRESS (see 'k2 server --help').
-		Command: []string{c.o.K2Binary, "server",
-			"--port", strconv.Itoa(id.Port), "--join-port", strconv.Itoa(id.JoinPort)},
-		Env: map[string]string{SeedEnv: base64.StdEncoding.EncodeToString(seed)},
-	}, nil
-}
-
-// apiHost is the control-plane machine's first address as its provider
-// reported it (127.0.0.1 for local machines on the host network, the
-// bridge address for local machines in network namespaces).
-func (c *run) apiHost(ctx context.Context, st *engine.State) string {
-	ms, err := st.Store.ListMachines(ctx, st.Env.Name)
-	if err == nil {
-		for _, m := range ms {
-			if m.Role == engine.RoleControlPlane && len(m.Addresses) > 0 && m.Addresses[0] != "" {
-				return m.Addresses[0]
-			}
-		}
-	}
-	return "127.0.0.1"
-}
-
+// serverURL is the first server's API URL, at the control-plane machine's
+// first address as its provider reported it (127.0.0.1 for local machines
+// on the host network, the bridge address for local machines in network
+// namespaces).
 func (c *run) serverURL(ctx context.Context, st *engine.State, id *identity) string {
-	return "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.Port))
+	if servers, err := c.servers(ctx, st); err == nil && len(servers) > 0 {
+		return servers[0].APIURL
+	}
+	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(id.Port))
 }
 
 func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.MachinePlan) (sdk.Bootstrap, error) {
@@ -229,12 +214,24 @@ func (c *run) agentBootstrap(ctx context.Context, st *engine.State, m engine.Mac
 	if fw := loopbackRegistries(refs); len(fw) > 0 {
 		env = map[string]string{ForwardLoopbackEnv: strings.Join(fw, ",")}
 	}
+	servers, err := c.servers(ctx, st)
+	if err != nil {
+		return sdk.Bootstrap{}, err
+	}
+	var apis, joins []string
+	for _, s := range servers {
+		apis, joins = append(apis, s.APIURL), append(joins, s.JoinURL)
+	}
+	if len(apis) == 0 {
+		return sdk.Bootstrap{}, fmt.Errorf("no control-plane machine with an address yet")
+	}
 	return sdk.Bootstrap{
 		Method:    sdk.BootstrapExec,
 		Env:       env,
-		ServerURL: c.serverURL(ctx, st, id),
+		ServerURL: apis[0],
 		JoinToken: id.Token,
-		Command:   []string{c.o.K2Binary, "agent", "--join-url", "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort))},
+		// Every server: the agent fails over between them.
+		Command: []string{c.o.K2Binary, "agent", "--server", strings.Join(apis, ","), "--join-url", strings.Join(joins, ",")},
 	}, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"k2.dev/k2/artifact"
@@ -60,7 +59,7 @@ func (c *run) uploadImages(ctx context.Context, st *engine.State) error {
 		st.Progress("", 100, "no vendored images in %s", c.o.Artifact.Ref)
 		return nil
 	}
-	id, err := c.load(ctx, st)
+	servers, err := c.servers(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -73,13 +72,19 @@ func (c *run) uploadImages(ctx context.Context, st *engine.State) error {
 	if err != nil {
 		return fmt.Errorf("reading the admin certificate: %w", err)
 	}
-	t := imageTarget{url: "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort)), caPEM: caPEM, admin: admin}
-	if err := waitJoinEndpoint(ctx, t, c.o.ReadyTimeout); err != nil {
-		return err
+	// Every server keeps them: a node fetches from whichever answers.
+	for _, s := range servers {
+		t := imageTarget{url: s.JoinURL, caPEM: caPEM, admin: admin}
+		if err := waitJoinEndpoint(ctx, t, c.o.ReadyTimeout); err != nil {
+			return err
+		}
+		if err := pushImages(ctx, src, t, func(pct int, msg string) {
+			st.Progress(s.Name, pct, "%s", msg)
+		}); err != nil {
+			return err
+		}
 	}
-	return pushImages(ctx, src, t, func(pct int, msg string) {
-		st.Progress("", pct, "%s", msg)
-	})
+	return nil
 }
 
 // waitJoinEndpoint waits until the join endpoint answers: `k2 server`

@@ -5,8 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"maps"
-	"net"
-	"strconv"
 
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -65,7 +63,7 @@ func (c *run) machineConfig(ctx context.Context, st *engine.State, m engine.Mach
 		}
 	} else {
 		cfg.Server = c.serverURL(ctx, st, id)
-		cfg.JoinURL = "https://" + net.JoinHostPort(c.apiHost(ctx, st), strconv.Itoa(id.JoinPort))
+		cfg.JoinURL = c.firstJoinURL(ctx, st, id)
 		b.ServerURL = cfg.Server
 	}
 	if _, err := cfg.Validate(); err != nil {

@@ -37,6 +37,9 @@ type ArtifactDeploy struct {
 	Command string
 	// Source: see DeployOptions.
 	Source string
+	// CheckPlan, if set, refuses a plan the environment cannot take from
+	// where it is (cluster.CheckPlan: fewer servers, another datastore).
+	CheckPlan func(ctx context.Context, p *Plan) error
 	// Steps returns the steps after the plan (cluster.Steps).
 	Steps func(st *State) []Step
 	// Rollback, RollbackOnly, OnEvent, Logger: see DeployOptions.
@@ -65,10 +68,17 @@ func DeployArtifact(ctx context.Context, s *state.Store, o ArtifactDeploy) (*Dep
 		Env: o.Env, Provider: o.Provider, Op: o.Op, Resume: o.Resume,
 		ArtifactRef: ref, ArtifactDigest: digest, Command: o.Command, Source: o.Source,
 		Plan: func(ctx context.Context, env *state.Environment) (*Plan, error) {
-			return NewPlan(PlanOptions{
+			p, err := NewPlan(PlanOptions{
 				Env: env, ArtifactRef: ref, ArtifactDigest: digest, Config: o.Artifact.Config,
 				ValuesFile: o.ValuesFile, Sets: o.Sets, Capabilities: &desc.Capabilities,
 			})
+			if err == nil && o.CheckPlan != nil {
+				err = o.CheckPlan(ctx, p)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return p, nil
 		},
 		Steps:    o.Steps,
 		Rollback: o.Rollback, RollbackOnly: o.RollbackOnly,

@@ -96,6 +96,7 @@ func (p *Plan) expandMachines(o PlanOptions, vals map[string]string) error {
 		pools = DefaultPools
 	}
 	var errs []error
+	datastore := ""
 	for _, mp := range pools {
 		bad := func(field, tmpl string, err error) {
 			errs = append(errs, fmt.Errorf("MACHINES %s: %s %q: %w", mp.Pool, field, tmpl, err))
@@ -146,6 +147,9 @@ func (p *Plan) expandMachines(o PlanOptions, vals map[string]string) error {
 		role := RoleWorker
 		if mp.Pool == k8sfile.ControlPlanePool {
 			role = RoleControlPlane
+			if datastore, ok1 = expand("datastore", mp.Datastore); !ok1 {
+				continue
+			}
 		}
 		for i := range count {
 			p.Machines = append(p.Machines, MachinePlan{
@@ -168,7 +172,40 @@ func (p *Plan) expandMachines(o PlanOptions, vals map[string]string) error {
 	if cp == 0 {
 		return usererr.New(usererr.KindInvalid, "MACHINES: pool %s has no machine for environment %s; a cluster needs at least one", k8sfile.ControlPlanePool, o.Env.Name)
 	}
+	d, err := planDatastore(datastore, cp)
+	if err != nil {
+		return usererr.Wrap(usererr.KindInvalid, fmt.Errorf("MACHINES %s=%d: %w", k8sfile.ControlPlanePool, cp, err), "")
+	}
+	p.Datastore = d
 	return nil
+}
+
+// planDatastore resolves the control plane's datastore for n servers: an
+// embedded etcd needs 1 or an odd number of members (an even number
+// survives no more losses than one fewer, and 2 survive none); SQLite
+// serves one server; an external datastore any number.
+func planDatastore(v string, n int) (PlanDatastore, error) {
+	d := PlanDatastore{Kind: v, Servers: n}
+	switch {
+	case v == "" && n == 1:
+		d.Kind = DatastoreSQLite
+	case v == "":
+		d.Kind = DatastoreEtcd
+	case v != k8sfile.DatastoreSQLite && v != k8sfile.DatastoreEtcd:
+		d.Kind, d.Endpoint = DatastoreExternal, v
+	}
+	switch {
+	case d.Kind == DatastoreSQLite && n > 1:
+		return d, fmt.Errorf("SQLite serves one server; for %d servers use datastore=etcd (embedded, the default for more than one) or an external etcd://, postgres:// or mysql:// endpoint", n)
+	case d.Kind == DatastoreEtcd && n%2 == 0:
+		return d, fmt.Errorf("an embedded etcd needs an odd number of servers (3 survive the loss of one, 5 of two): %d survive no more losses than %d; use control-plane=%d or %d", n, n-1, n-1, n+1)
+	}
+	if d.Kind == DatastoreExternal {
+		if scheme, rest, ok := strings.Cut(v, "://"); !ok || rest == "" || !slices.Contains([]string{"etcd", "etcds", "http", "https", "postgres", "postgresql", "mysql"}, scheme) {
+			return d, fmt.Errorf("datastore %q is neither sqlite, etcd nor an etcd://, postgres:// or mysql:// endpoint", v)
+		}
+	}
+	return d, nil
 }
 
 func (p *Plan) expandApps(o PlanOptions, vals map[string]string) error {

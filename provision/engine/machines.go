@@ -22,7 +22,10 @@ type MachinesStep struct {
 	// StepName defaults to "machines".
 	StepName string
 	// Roles to create; empty means all.
-	Roles    []string
+	Roles []string
+	// Filter, if set, keeps only the machines of Roles it returns true for
+	// (the first control-plane machine apart from the others, say).
+	Filter   func(MachinePlan) bool
 	Provider Provider
 	// Config is the environment's provider configuration.
 	Config sdk.Config
@@ -53,7 +56,7 @@ func (s *MachinesStep) Name() string {
 func (s *MachinesStep) machines(st *State) []MachinePlan {
 	var out []MachinePlan
 	for _, m := range st.Plan.Machines {
-		if len(s.Roles) == 0 || slices.Contains(s.Roles, m.Role) {
+		if (len(s.Roles) == 0 || slices.Contains(s.Roles, m.Role)) && (s.Filter == nil || s.Filter(m)) {
 			out = append(out, m)
 		}
 	}

@@ -50,12 +50,32 @@ type Plan struct {
 	Artifact   PlanArtifact    `json:"artifact"`
 	Values     []ResolvedValue `json:"values"`
 	Bootstrap  string          `json:"bootstrap,omitempty"` // the method chosen, e.g. exec
+	Datastore  PlanDatastore   `json:"datastore"`
 	Machines   []MachinePlan   `json:"machines"`
 	Layers     []PlanLayer     `json:"layers"`
 	Apps       []PlanApp       `json:"apps,omitempty"`
 	Warnings   []string        `json:"warnings,omitempty"`
 	Unverified bool            `json:"unverified,omitempty"` // capabilities were not checked
 }
+
+// Datastore kinds of a plan.
+const (
+	DatastoreSQLite   = "sqlite"   // kine on SQLite in the one server
+	DatastoreEtcd     = "etcd"     // an etcd member embedded in every server
+	DatastoreExternal = "external" // every server on one external etcd, Postgres or MySQL
+)
+
+// PlanDatastore is where the control plane keeps the cluster's objects:
+// MACHINES control-plane=N datastore=…, by default SQLite for one server
+// and an embedded etcd for more.
+type PlanDatastore struct {
+	Kind     string `json:"kind"`
+	Endpoint string `json:"endpoint,omitempty"` // external only
+	Servers  int    `json:"servers"`
+}
+
+// HA reports whether the plan has more than one server.
+func (d PlanDatastore) HA() bool { return d.Servers > 1 }
 
 // PlanArtifact identifies the artifact deployed.
 type PlanArtifact struct {

@@ -320,3 +320,50 @@ func flatten(err error) []error {
 	}
 	return []error{err}
 }
+
+// TestPlanDatastore: one server defaults to SQLite and more to an embedded
+// etcd; an embedded etcd takes 1 or an odd number of servers, SQLite one; an
+// external endpoint any number, and an ARG chooses per environment.
+func TestPlanDatastore(t *testing.T) {
+	for _, tc := range []struct {
+		count, datastore, arg string
+		want                  engine.PlanDatastore
+		err                   string
+	}{
+		{count: "1", want: engine.PlanDatastore{Kind: "sqlite", Servers: 1}},
+		{count: "3", want: engine.PlanDatastore{Kind: "etcd", Servers: 3}},
+		{count: "5", datastore: "etcd", want: engine.PlanDatastore{Kind: "etcd", Servers: 5}},
+		{count: "1", datastore: "etcd", want: engine.PlanDatastore{Kind: "etcd", Servers: 1}},
+		{count: "3", datastore: "${ds}", arg: "postgres://k2:pw@127.0.0.1:1/k2", want: engine.PlanDatastore{Kind: "external", Endpoint: "postgres://k2:pw@127.0.0.1:1/k2", Servers: 3}},
+		{count: "2", datastore: "etcd://127.0.0.1:1", want: engine.PlanDatastore{Kind: "external", Endpoint: "etcd://127.0.0.1:1", Servers: 2}},
+		{count: "2", err: "odd number of servers"},
+		{count: "4", datastore: "etcd", err: "use control-plane=3 or 5"},
+		{count: "3", datastore: "sqlite", err: "SQLite serves one server"},
+		{count: "3", datastore: "${ds}", arg: "mongodb://x", err: "neither sqlite, etcd nor"},
+	} {
+		t.Run(tc.count+" "+tc.datastore+" "+tc.arg, func(t *testing.T) {
+			cfg := &artifact.Config{
+				Args:     []artifact.ArgSpec{{Name: "ds", Default: ptr("etcd")}},
+				Machines: []artifact.MachineSpec{{Pool: "control-plane", Count: tc.count, Datastore: tc.datastore}, {Pool: "worker", Count: "1"}},
+			}
+			env := prodEnv()
+			env.Values = map[string]string{}
+			if tc.arg != "" {
+				env.Values["ds"] = tc.arg
+			}
+			p, err := engine.NewPlan(engine.PlanOptions{Env: env, Config: cfg})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || usererr.ExitCode(nil, err) != 3 {
+					t.Fatalf("err = %v, want %q (invalid)", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, p.Datastore); diff != "" {
+				t.Errorf("datastore (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

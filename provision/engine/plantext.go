@@ -33,6 +33,10 @@ func (p *Plan) WriteText(w io.Writer) error {
 		ew.printf("Bootstrap:  %s\n", p.Bootstrap)
 	}
 
+	if p.Datastore.Kind != "" {
+		ew.printf("Datastore:  %s\n", p.Datastore.describe())
+	}
+
 	ew.printf("\nValues (%d):\n", len(p.Values))
 	if len(p.Values) == 0 {
 		ew.printf("  (none)\n")
@@ -127,3 +131,31 @@ func (e *errWriter) Write(p []byte) (int, error) {
 }
 
 func (e *errWriter) printf(format string, args ...any) { fmt.Fprintf(e, format, args...) }
+
+// describe says where the control plane keeps its objects, for people.
+func (d PlanDatastore) describe() string {
+	switch d.Kind {
+	case DatastoreSQLite:
+		return "SQLite in the server"
+	case DatastoreEtcd:
+		if d.Servers == 1 {
+			return "etcd embedded in the server (more servers can join)"
+		}
+		return fmt.Sprintf("etcd embedded in each of %d servers (survives the loss of %d)", d.Servers, (d.Servers-1)/2)
+	}
+	return fmt.Sprintf("external %s, shared by %d server(s)", redactEndpoint(d.Endpoint), d.Servers)
+}
+
+// redactEndpoint hides a password in a datastore endpoint.
+func redactEndpoint(ep string) string {
+	scheme, rest, ok := strings.Cut(ep, "://")
+	at := strings.LastIndex(rest, "@")
+	if !ok || at < 0 {
+		return ep
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return ep
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}

@@ -90,9 +90,9 @@ the agents they start.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAgent(cmd.Context(), g, &a) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&a.server, "server", os.Getenv("K2_AGENT_SERVER"), "API server URL, https://host:6443")
+	f.StringVar(&a.server, "server", os.Getenv("K2_AGENT_SERVER"), "API server URL, https://host:6443; several servers separated by commas (the agent fails over between them)")
 	a.token.register(f, "join token (K2<ca-hash>::<id>.<key>) from 'k2 token create'; not needed once --data-dir holds the node's credentials")
-	f.StringVar(&a.o.JoinURL, "join-url", "", "join endpoint (default: the --server host on port 6444)")
+	f.StringVar(&a.o.JoinURL, "join-url", "", "join endpoint (default: each --server host on port 6444); several separated by commas")
 	f.StringVar(&a.o.DataDir, "data-dir", os.Getenv("K2_AGENT_DATA_DIR"), "where the node's credentials and state live (default $K2_HOME/agent)")
 	f.StringVar(&a.o.NodeName, "node-name", os.Getenv("K2_AGENT_NODE_NAME"), "node name (default: the host name)")
 	f.StringVar(&a.o.Role, "role", envOr("K2_AGENT_ROLE", agent.RoleWorker), "worker or control-plane")

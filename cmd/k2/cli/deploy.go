@@ -43,6 +43,8 @@ type deployFlags struct {
 	timeout    time.Duration
 	pullGrace  time.Duration
 	remote     remoteFlags
+	// restore is a backup the first server starts from (k2 migrate).
+	restore string
 	// source is recorded with the deployment (promote: the source env;
 	// rollback: the deployment restored).
 	source string
@@ -230,9 +232,12 @@ func runDeploy(ctx context.Context, g *globals, d *deployFlags, ref string, op s
 		Artifact: a, ArtifactRef: ref, Client: c,
 		ValuesFile: valuesFile, Sets: sets,
 		Command: strings.Join(os.Args, " "), Source: d.source,
+		// What the running control plane cannot become (3 servers back to
+		// 1, etcd back to SQLite) is refused before anything changes.
+		CheckPlan: func(ctx context.Context, p *engine.Plan) error { return cluster.CheckPlan(ctx, s, g.home, p) },
 		Steps: cluster.Steps(cluster.Options{
 			Home: g.home, K2Binary: self, Provider: c, ProviderConfig: sdk.Config(env.ProviderConfig),
-			Artifact: a, Previous: prev, ReadyTimeout: d.timeout, PullGrace: d.pullGrace, Logger: log,
+			Artifact: a, Previous: prev, ReadyTimeout: d.timeout, PullGrace: d.pullGrace, Logger: log, Restore: d.restore,
 		}),
 		Rollback: d.rollback,
 		OnEvent:  engine.NewPrinter(g.stderr),
