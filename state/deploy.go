@@ -23,6 +23,9 @@ const (
 	OpPromote Op = "promote"
 	// OpRollback re-deploys an earlier deployment (Source) with its values.
 	OpRollback Op = "rollback"
+	// OpMigrate deploys the digest another environment (Source) runs, with
+	// its values and its cluster's state restored from a backup.
+	OpMigrate Op = "migrate"
 )
 
 // Deploys reports whether op puts an artifact on the environment (every op

@@ -101,6 +101,7 @@ func Steps(o Options) func(st *engine.State) []engine.Step {
 			// and etcd takes one learner at a time.
 			&engine.MachinesStep{StepName: "servers", Roles: cp, Filter: others, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
 			&funcStep{name: "servers-ready", run: c.waitServers},
+			&funcStep{name: "forget-old-nodes", run: c.forgetOldNodes},
 			&funcStep{name: "images", run: c.uploadImages},
 			&engine.MachinesStep{StepName: "workers", Roles: []string{engine.RoleWorker}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.agentBootstrap},
 			&funcStep{name: "nodes-ready", run: c.waitNodes},

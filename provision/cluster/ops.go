@@ -92,6 +92,9 @@ type Status struct {
 	Env      *state.Environment `json:"env"`
 	Last     *state.Deployment  `json:"lastDeployment,omitempty"`
 	Machines []state.Machine    `json:"machines"`
+	// Servers are the control plane's servers, each with its datastore
+	// role and health as it reports them.
+	Servers  []ServerStatus     `json:"servers,omitempty"`
 	Nodes    []NodeStatus       `json:"nodes"`
 	Layers   map[string]string  `json:"layers,omitempty"` // name → digest of the last deploy
 	Apps     []AppStatus        `json:"apps"`
@@ -202,6 +205,16 @@ func GetStatus(ctx context.Context, s *state.Store, home, env string) (*Status, 
 	if err != nil {
 		st.Problems = append(st.Problems, "no kubeconfig: "+err.Error())
 		return st, nil
+	}
+	var live string
+	st.Servers, live = serverStatuses(ctx, s, home, env)
+	for _, ss := range st.Servers {
+		if !ss.Healthy {
+			st.Problems = append(st.Problems, fmt.Sprintf("server %s unhealthy: %s", ss.Name, ss.Error))
+		}
+	}
+	if live != "" {
+		cfg.Host = live // ask a server that answers
 	}
 	cfg.Timeout = 5 * time.Second
 	cs, err := kubernetes.NewForConfig(cfg)

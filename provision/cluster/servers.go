@@ -588,3 +588,70 @@ func describeKind(k string) string {
 	}
 	return "SQLite"
 }
+
+// ServerStatus is one server as `k2 status` shows it.
+type ServerStatus struct {
+	Name    string `json:"name"`
+	APIURL  string `json:"apiURL"`
+	JoinURL string `json:"joinURL"`
+	// Datastore is sqlite, etcd or external; Role, on etcd, is leader,
+	// follower or learner.
+	Datastore string   `json:"datastore,omitempty"`
+	Role      string   `json:"role,omitempty"`
+	Member    string   `json:"member,omitempty"` // etcd member id
+	DBBytes   int64    `json:"dbBytes,omitempty"`
+	Healthy   bool     `json:"healthy"`
+	Error     string   `json:"error,omitempty"`
+	Leading   []string `json:"leading,omitempty"`
+}
+
+// serverStatuses asks every server of env about itself, at once, and
+// returns their answers and the API URL of one that is healthy ("" none).
+func serverStatuses(ctx context.Context, s *state.Store, home, env string) ([]ServerStatus, string) {
+	servers, err := ServerList(ctx, s, home, env)
+	if err != nil || len(servers) == 0 {
+		return nil, ""
+	}
+	ac, err := AdminClient(home, env)
+	if err != nil {
+		return nil, ""
+	}
+	out := make([]ServerStatus, len(servers))
+	done := make(chan int, len(servers))
+	for i, sv := range servers {
+		go func() {
+			defer func() { done <- i }()
+			ss := ServerStatus{Name: sv.Name, APIURL: sv.APIURL, JoinURL: sv.JoinURL}
+			rctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+			defer cancel()
+			info, err := ac.Info(rctx, sv.JoinURL)
+			if err != nil {
+				ss.Error = "unreachable: " + err.Error()
+				out[i] = ss
+				return
+			}
+			ss.Datastore, ss.Healthy, ss.Error, ss.Leading = info.Datastore, info.Healthy, info.Error, info.Leading
+			if e := info.Etcd; e != nil {
+				ss.Member, ss.DBBytes = e.ID, e.DBBytes
+				switch {
+				case e.Learner:
+					ss.Role = "learner"
+				case e.IsLeader:
+					ss.Role = "leader"
+				default:
+					ss.Role = "follower"
+				}
+			}
+			out[i] = ss
+		}()
+	}
+	for range servers {
+		<-done
+	}
+	for _, ss := range out {
+		if ss.Healthy {
+			return out, ss.APIURL
+		}
+	}
+	return out, ""
+}

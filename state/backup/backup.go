@@ -144,15 +144,38 @@ func vacuumInto(ctx context.Context, src, dst string) error {
 // dataDir, and, unless force, when dataDir already has a datastore. The
 // files are unpacked beside dataDir first and moved in only when complete.
 func Restore(ctx context.Context, r io.Reader, dataDir string, force bool) (*Manifest, error) {
+	return RestoreWith(ctx, r, dataDir, RestoreOptions{Force: force})
+}
+
+// RestoreOptions tune RestoreWith; the zero value restores everything into
+// a data directory without a datastore.
+type RestoreOptions struct {
+	// Force replaces a datastore dataDir already has.
+	Force bool
+	// DatastoreOnly keeps dataDir's PKI and join tokens: a server given its
+	// identity another way (k2 migrate seeds the new server with the old
+	// cluster's CA and a join token of its own) takes only the objects.
+	DatastoreOnly bool
+	// Locked: the caller holds dataDir's server lock (a server restoring
+	// into its own data directory before it starts).
+	Locked bool
+}
+
+// RestoreWith is Restore with options.
+func RestoreWith(ctx context.Context, r io.Reader, dataDir string, o RestoreOptions) (*Manifest, error) {
+	force := o.Force
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	lock, err := dirlock.Acquire(dataDir, serverLock)
-	if err != nil {
-		return nil, fmt.Errorf("restoring into %s: %w; stop the server first", dataDir, err)
+	if !o.Locked {
+		lock, err := dirlock.Acquire(dataDir, serverLock)
+		if err != nil {
+			return nil, fmt.Errorf("restoring into %s: %w; stop the server first", dataDir, err)
+		}
+		defer lock.Release()
 	}
-	defer lock.Release()
-	if (datastore.HasSQLite(dataDir) || datastore.HasEtcd(dataDir)) && !force {
+	_, _, pending := datastore.PendingImport(dataDir)
+	if (datastore.HasSQLite(dataDir) || datastore.HasEtcd(dataDir) || pending) && !force {
 		return nil, fmt.Errorf("%s: %w; restore into an empty --data-dir, or pass --force to replace it", dataDir, ErrNotEmpty)
 	}
 	stage, err := os.MkdirTemp(dataDir, ".restore-")
@@ -166,10 +189,15 @@ func Restore(ctx context.Context, r io.Reader, dataDir string, force bool) (*Man
 	}
 	// Replace what the backup holds; drop the old WAL so SQLite cannot
 	// replay it onto the restored database, and an old etcd member.
-	for _, stale := range []string{DBPath, DBPath + "-wal", DBPath + "-shm", "db/" + datastore.EtcdDir, "db/" + datastore.EtcdMemberFile, "db/" + datastore.ImportFile, PKIDir} {
+	stales := []string{DBPath, DBPath + "-wal", DBPath + "-shm", "db/" + datastore.EtcdDir, "db/" + datastore.EtcdMemberFile, "db/" + datastore.ImportFile}
+	moves := [][2]string{{DBPath, DBPath}}
+	if !o.DatastoreOnly {
+		stales = append(stales, PKIDir)
+		moves = append(moves, [2]string{PKIDir, PKIDir}, [2]string{TokensFile, TokensFile})
+	}
+	for _, stale := range stales {
 		os.RemoveAll(filepath.Join(dataDir, stale))
 	}
-	moves := [][2]string{{DBPath, DBPath}, {PKIDir, PKIDir}, {TokensFile, TokensFile}}
 	if m.Datastore == datastore.ModeEtcd {
 		moves[0] = [2]string{SnapshotPath, "db/" + datastore.SnapshotImportPath}
 	}
@@ -336,4 +364,33 @@ func copyBolt(src, dst string) error {
 		err = cerr
 	}
 	return err
+}
+
+// ReadManifest reads the manifest of the backup archive r.
+func ReadManifest(r io.Reader) (*Manifest, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("not a k2 backup (gzip): %w", err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil, errors.New("not a k2 backup: no manifest")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading backup: %w", err)
+		}
+		if filepath.Clean(h.Name) != ManifestFile {
+			continue
+		}
+		m := &Manifest{}
+		if err := json.NewDecoder(tr).Decode(m); err != nil {
+			return nil, fmt.Errorf("reading backup manifest: %w", err)
+		}
+		if m.Datastore == "" {
+			m.Datastore = datastore.ModeSQLite
+		}
+		return m, nil
+	}
 }

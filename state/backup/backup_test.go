@@ -67,13 +67,13 @@ func TestEtcdBackupRestore(t *testing.T) {
 	if _, err := backup.Backup(ctx, dir, &stopped, backup.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	for name, b := range map[string]*bytes.Buffer{"running": &running, "stopped": &stopped} {
+	for name, b := range map[string][]byte{"running": running.Bytes(), "stopped": stopped.Bytes()} {
 		t.Run(name, func(t *testing.T) {
 			dst := t.TempDir()
-			if _, err := backup.Restore(ctx, b, dst, false); err != nil {
+			if _, err := backup.Restore(ctx, bytes.NewReader(b), dst, false); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := backup.Restore(ctx, bytes.NewReader(running.Bytes()), dst, false); err == nil {
+			if _, err := backup.Restore(ctx, bytes.NewReader(b), dst, false); err == nil {
 				t.Error("a second restore into the same directory was accepted without --force")
 			}
 			rs, err := datastore.Start(ctx, datastore.Config{DataDir: dst})

@@ -24,6 +24,7 @@ func deployCommands(g *globals) []*cobra.Command {
 		newPromoteCmd(g),
 		newApproveCmd(g),
 		newDiffCmd(g),
+		newMigrateCmd(g),
 	}
 }
 

@@ -66,6 +66,28 @@ func writeStatus(w io.Writer, st *cluster.Status) error {
 	for _, m := range st.Machines {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Pool, m.State, m.ProviderID)
 	}
+	if len(st.Servers) > 0 {
+		fmt.Fprintln(t, "\nSERVER\tDATASTORE\tROLE\tHEALTH\tAPI\tLEADS")
+		for _, sv := range st.Servers {
+			health := "ok"
+			if !sv.Healthy {
+				health = "unhealthy: " + sv.Error
+			}
+			role := sv.Role
+			if role == "" {
+				role = "-"
+			}
+			ds := sv.Datastore
+			if ds == "" {
+				ds = "?"
+			}
+			leads := strings.Join(sv.Leading, ",")
+			if leads == "" {
+				leads = "-"
+			}
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", sv.Name, ds, role, health, sv.APIURL, leads)
+		}
+	}
 	fmt.Fprintln(t, "\nNODE\tREADY\tRUNTIME\tPOOL")
 	var reasons []string
 	for _, n := range st.Nodes {

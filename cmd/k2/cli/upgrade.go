@@ -63,6 +63,12 @@ request id). Fails when there is nothing to resume.`,
 			// started with --set resumes with the same values.
 			d.setValues(last.Values)
 			d.source = last.Source
+			if last.Op == state.OpMigrate {
+				// The backup the interrupted move restores from.
+				if d.restore, err = latestBackup(g.home, last.Source); err != nil {
+					return err
+				}
+			}
 			res, err := runDeploy(cmd.Context(), g, &d, last.ArtifactRef, last.Op, engine.ResumeRequired)
 			return renderDeploy(g, f, res, err)
 		},
