@@ -193,9 +193,10 @@ const (
 )
 
 // checkDatastore checks datastore=: sqlite, etcd, or an endpoint whose
-// scheme k2 server's --datastore-endpoint takes.
+// scheme k2 server's --datastore-endpoint takes; empty (from an ARG) is the
+// default.
 func checkDatastore(s string) error {
-	if s == DatastoreSQLite || s == DatastoreEtcd {
+	if s == "" || s == DatastoreSQLite || s == DatastoreEtcd {
 		return nil
 	}
 	scheme, rest, ok := strings.Cut(s, "://")

@@ -65,8 +65,9 @@ func (c *run) waitServer(ctx context.Context, st *engine.State) error {
 func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 	var want []string
 	for _, m := range st.Plan.Machines {
-		// A k2 OS control plane is a node too (k2 init runs an agent there).
-		if m.Role == engine.RoleWorker || m.Index > 0 || usesMachineConfig(st.Plan.Bootstrap) {
+		// Servers are no nodes; a k2 OS control plane is one too (k2 init
+		// runs an agent there).
+		if m.Role == engine.RoleWorker || usesMachineConfig(st.Plan.Bootstrap) {
 			want = append(want, m.Name)
 		}
 	}

@@ -60,7 +60,11 @@ func (s *Server) apiServerArgs() []string {
 	if ip := net.ParseIP(s.cfg.AdvertiseAddress); ip != nil && ip.IsLoopback() {
 		reconciler = "none" // the apiserver refuses to publish a loopback endpoint
 	}
-	return append(s.common(),
+	var etcdTLS []string
+	if t := s.ds.EtcdTLS; t != nil {
+		etcdTLS = []string{"--etcd-cafile=" + t.CA, "--etcd-certfile=" + t.ClientCert, "--etcd-keyfile=" + t.ClientKey}
+	}
+	return append(append(s.common(), etcdTLS...),
 		"--advertise-address="+s.cfg.AdvertiseAddress,
 		"--bind-address="+s.cfg.BindAddress,
 		"--secure-port="+strconv.Itoa(s.cfg.Port),

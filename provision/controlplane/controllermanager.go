@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/component-base/configz"
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 
@@ -19,8 +20,14 @@ func (*controllerManager) Init(context.Context) error  { return nil }
 func (*controllerManager) Start(context.Context) error { return nil }
 func (*controllerManager) Stop(context.Context) error  { return nil }
 
+// Run runs the controller-manager, under leader election when the server
+// has it (ha.go): k2 elects it with the upstream lease name, because the
+// upstream election exits the process when it loses the lease.
 func (c *controllerManager) Run(ctx context.Context) error {
-	return runControllerManager(ctx, c.s.controllerManagerArgs())
+	return c.s.leaderElected(ctx, "kube-controller-manager", func(ctx context.Context) error {
+		defer configz.Delete(cmapp.ConfigzName) // registered again by the next run
+		return runControllerManager(ctx, c.s.controllerManagerArgs())
+	})
 }
 
 func (s *Server) controllerManagerArgs() []string {

@@ -74,6 +74,15 @@ type Config struct {
 	// addresses, and no cluster address leaves through the default route.
 	// For a machine that runs only this server (needs CAP_NET_ADMIN).
 	ClusterRoutes bool
+	// Name names the server among the cluster's servers (its etcd member,
+	// its entry in the server list); "" = the host name.
+	Name string
+	// Etcd makes the datastore an embedded etcd member (ha.go); a data
+	// directory that holds one runs it again without.
+	Etcd *EtcdOptions
+	// AwaitRestore: before its first start the server waits for a backup
+	// to be uploaded to its join port (k2 migrate), then starts from it.
+	AwaitRestore bool
 }
 
 // Server is a running control plane: the components below, run by a
@@ -103,6 +112,12 @@ type Server struct {
 	m       *component.Manager
 	t0      time.Time // Start called
 	ds      *datastore.Datastore
+	// leaderElect: controllers run under leader election (any datastore
+	// several servers can share).
+	leaderElect bool
+	leadMu      sync.Mutex
+	leading     map[string]bool
+	restart     restartSignal
 }
 
 // Timings records how long start-up took, for benchmarks and logs.
@@ -134,7 +149,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, t0: t0}
+	s := &Server{cfg: cfg, log: log, t0: t0, restart: restartSignal{ch: make(chan struct{})}}
 	s.m = component.NewManager(log, s.components()...)
 	if err := s.m.Start(ctx); err != nil {
 		return nil, err
@@ -158,6 +173,7 @@ func (s *Server) components() []component.Component {
 		}),
 		&identity{s: s},
 		&componentLogs{s: s},
+		&awaitRestore{s: s},
 		&datastoreComponent{s: s},
 	}
 	if s.cfg.ClusterRoutes {
@@ -169,10 +185,12 @@ func (s *Server) components() []component.Component {
 		&scheduler{s: s},
 	)
 	if s.cfg.JoinPort > 0 {
-		cs = append(cs, &joinServer{s: s, port: s.cfg.JoinPort})
+		cs = append(cs, &joinServer{s: s, port: s.cfg.JoinPort}, &serverRegistry{s: s})
 	}
 	cs = append(cs,
-		component.Func("node-roles", func(ctx context.Context) error { return NodeRoleController(ctx, rest.CopyConfig(s.rest)) }),
+		component.Func("node-roles", func(ctx context.Context) error {
+			return s.leaderElected(ctx, "k2-node-roles", func(ctx context.Context) error { return NodeRoleController(ctx, rest.CopyConfig(s.rest)) })
+		}),
 		component.Func("node-rbac", func(ctx context.Context) error { return ensureNodeRBAC(ctx, rest.CopyConfig(s.rest)) }),
 	)
 	if s.cfg.ClusterRoutes {
@@ -180,7 +198,9 @@ func (s *Server) components() []component.Component {
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.cfg.Controllers)) {
 		c := s.cfg.Controllers[name]
-		cs = append(cs, component.Func(name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) }))
+		cs = append(cs, component.Func(name, func(ctx context.Context) error {
+			return s.leaderElected(ctx, "k2-"+name, func(ctx context.Context) error { return c(ctx, rest.CopyConfig(s.rest)) })
+		}))
 	}
 	// Hand back what start-up needed only briefly: the heap that building
 	// the OpenAPI specs peaked at (Go's scavenger would take minutes) and the

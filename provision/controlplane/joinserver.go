@@ -54,6 +54,7 @@ func (j *joinServer) Start(context.Context) error {
 		Handler: join.NewHandler(join.ServerConfig{
 			CACert: s.PKI.CA, CAKey: s.PKI.CAKey, CAPEM: s.PKI.CAData, APIServerURL: apiURL,
 			Tokens: NewTokenStore(s.cfg.DataDir), Logger: s.log.With("component", "join"), Images: images,
+			Server: serverHooks{s},
 		}),
 		// Client certificates are asked for, not required: the image
 		// routes check them (admin to upload, nodes to read), the join

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	basecompatibility "k8s.io/component-base/compatibility"
+	"k8s.io/component-base/configz"
 	schedapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 )
@@ -17,7 +18,14 @@ func (*scheduler) Init(context.Context) error  { return nil }
 func (*scheduler) Start(context.Context) error { return nil }
 func (*scheduler) Stop(context.Context) error  { return nil }
 
-func (c *scheduler) Run(ctx context.Context) error { return runScheduler(ctx, c.s.schedulerArgs()) }
+// Run runs the scheduler, under leader election when the server has it
+// (see controllerManager.Run).
+func (c *scheduler) Run(ctx context.Context) error {
+	return c.s.leaderElected(ctx, "kube-scheduler", func(ctx context.Context) error {
+		defer configz.Delete("componentconfig") // registered again by the next run
+		return runScheduler(ctx, c.s.schedulerArgs())
+	})
+}
 
 func (s *Server) schedulerArgs() []string {
 	return append(s.common(),

@@ -5,11 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -112,4 +114,29 @@ func ensureLeaf(dir, certName, keyName string, ca *x509.Certificate, caKey crypt
 		return err
 	}
 	return writeFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// SetEtcdCA installs the etcd CA of the cluster a member joins (the join
+// endpoint hands it over), replacing one of its own: the member's
+// certificates are issued again from it by EnsureEtcd.
+func SetEtcdCA(dir string, certPEM, keyPEM []byte) error {
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return fmt.Errorf("the cluster's etcd CA: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, EtcdCAKey), keyPEM, 0o600); err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(dir, EtcdCACert), certPEM, 0o644)
+}
+
+// EtcdCA returns the PEM of the etcd CA in dir, certificate and key.
+func EtcdCA(dir string) (certPEM, keyPEM []byte, err error) {
+	if certPEM, err = os.ReadFile(filepath.Join(dir, EtcdCACert)); err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = os.ReadFile(filepath.Join(dir, EtcdCAKey))
+	return certPEM, keyPEM, err
 }

@@ -260,6 +260,9 @@ func splitEtcd(ep, from, to string) []string {
 	return out
 }
 
+// Redact hides a password in a datastore endpoint, for logs and reports.
+func Redact(ep string) string { return redact(ep) }
+
 // redact hides a password in an endpoint URL.
 func redact(ep string) string {
 	if u, err := url.Parse(ep); err == nil {
