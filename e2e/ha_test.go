@@ -464,3 +464,64 @@ func TestHAMigrateThenGrow(t *testing.T) {
 	killLeaderAndWrite(t, home, "mig-b")
 	destroyAndCheck(t, home, "mig-b")
 }
+
+// TestLeaderElectionRecampaign: a server that loses a controller's lease
+// (another holder takes it) stops that controller and campaigns again; when
+// the other holder goes, it leads again and the controller works — the
+// controller-manager and scheduler run a second time in the same process.
+func TestLeaderElectionRecampaign(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, t.TempDir(), "--cluster-init", "--name", "solo",
+		"--etcd-client-port", strconv.Itoa(freePort(t)), "--etcd-peer-port", strconv.Itoa(freePort(t)))
+	cs := s.Client()
+	ctx := context.Background()
+	leases := cs.CoordinationV1().Leases("kube-system")
+	names := []string{"kube-controller-manager", "kube-scheduler"}
+	holder := func(name string) string {
+		l, err := leases.Get(ctx, name, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	for _, n := range names {
+		eventually(t, time.Minute, n+" led by the server", func() error {
+			if h := holder(n); !strings.HasPrefix(h, "solo_") {
+				return fmt.Errorf("holder %q", h)
+			}
+			return nil
+		})
+	}
+	// Another holder takes both leases for 12 s (more than the 10 s renew deadline).
+	for _, n := range names {
+		l, err := leases.Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := metav1.NewMicroTime(time.Now())
+		thief, d := "thief", int32(12)
+		l.Spec.HolderIdentity, l.Spec.RenewTime, l.Spec.AcquireTime, l.Spec.LeaseDurationSeconds = &thief, &now, &now, &d
+		if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, "the server gives both up", func() error {
+		if c := strings.Count(s.log.String(), "not leading any more"); c < 2 {
+			return fmt.Errorf("%d of 2 lost", c)
+		}
+		return nil
+	})
+	for _, n := range names {
+		eventually(t, time.Minute, n+" led by the server again", func() error {
+			if h := holder(n); !strings.HasPrefix(h, "solo_") {
+				return fmt.Errorf("holder %q", h)
+			}
+			return nil
+		})
+	}
+	// The controller-manager of the second run makes a ReplicaSet.
+	s.applyWorkload(t, time.Minute)
+	if strings.Contains(s.log.String(), "leader-elected controller stopped") {
+		t.Errorf("a controller failed when it ran again:\n%s", s.log.String())
+	}
+}

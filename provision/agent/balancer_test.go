@@ -106,7 +106,7 @@ func TestBalancerFailover(t *testing.T) {
 	a.ready.Store(false)
 	waitUntil(t, 3*healthInterval+time.Second, "traffic moves to b when a is not ready", func() error {
 		if got, err := who(); err != nil || got != "b" {
-			return fmt.Errorf("went to %q (%v)", got, err)
+			return fmt.Errorf("went to %q (%w)", got, err)
 		}
 		return nil
 	})

@@ -243,8 +243,11 @@ func (c *run) clusterInit(ctx context.Context, st *engine.State) error {
 		return nil
 	}
 	servers, err := c.servers(ctx, st)
-	if err != nil || len(servers) == 0 {
-		return fmt.Errorf("finding the first server: %v", err)
+	if err != nil {
+		return fmt.Errorf("finding the first server: %w", err)
+	}
+	if len(servers) == 0 {
+		return errors.New("no server with an address yet")
 	}
 	first := servers[0]
 	ac, err := AdminClient(c.o.Home, st.Env.Name)
@@ -304,7 +307,10 @@ func waitInfo(ctx context.Context, ac *join.AdminClient, joinURL string, timeout
 			b, _ := json.Marshal(info)
 			last = fmt.Errorf("server says %s", b)
 		}
-		return nil, fmt.Errorf("%w (last: %v)", err, last)
+		if last != nil {
+			err = fmt.Errorf("%w (last: %w)", err, last)
+		}
+		return nil, err
 	}
 	return info, nil
 }
@@ -378,7 +384,8 @@ func (c *run) storeKubeconfig(ctx context.Context, st *engine.State) error {
 	return st.Store.PutSecret(ctx, st.Env.Name, state.SecretKubeconfig, b)
 }
 
-// ErrNoSuchServer: --server named no server of the environment.
+// ErrNoSuchServer is returned when --server names no server of the
+// environment.
 var ErrNoSuchServer = errors.New("no such server")
 
 // pickServer finds server by name, index or API URL ("" is the first).
@@ -460,8 +467,11 @@ func (c *run) restore(ctx context.Context, st *engine.State) error {
 		return nil
 	}
 	servers, err := c.servers(ctx, st)
-	if err != nil || len(servers) == 0 {
-		return fmt.Errorf("finding the first server: %v", err)
+	if err != nil {
+		return fmt.Errorf("finding the first server: %w", err)
+	}
+	if len(servers) == 0 {
+		return errors.New("no server with an address yet")
 	}
 	first := servers[0]
 	ac, err := AdminClient(c.o.Home, st.Env.Name)
@@ -497,7 +507,10 @@ func (c *run) restore(ctx context.Context, st *engine.State) error {
 		err = last
 	}
 	if err != nil {
-		return fmt.Errorf("restoring onto server %s: %w (last: %v)", first.Name, err, last)
+		if last != nil && !errors.Is(err, last) {
+			err = fmt.Errorf("%w (last: %w)", err, last)
+		}
+		return fmt.Errorf("restoring onto server %s: %w", first.Name, err)
 	}
 	st.Progress(first.Name, 100, "state restored onto %s", first.Name)
 	return nil
