@@ -31,11 +31,40 @@ func procStat(pid int) (start string, session int, alive bool) {
 		return "", 0, false
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
+	if len(f) < 20 {
 		return "", 0, false
 	}
 	session, _ = strconv.Atoi(f[3])
+	if f[0] == "Z" || f[0] == "X" {
+		// The main thread has exited, but the process lives (and holds its
+		// files: listening sockets, a database's lock) until its last
+		// thread does — one stuck in fsync can take seconds.
+		return f[19], session, threadsAlive(pid)
+	}
 	return f[19], session, true
+}
+
+// threadsAlive reports whether any thread of pid has not exited yet.
+func threadsAlive(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+3 > len(s) {
+			continue
+		}
+		if st := s[i+2]; st != 'Z' && st != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 // pidOf returns the live process of a machine dir, or 0. The pid file is
