@@ -41,6 +41,10 @@ import (
 // server` learns its identity (see cmd/k2/cli/server.go).
 const SeedEnv = "K2_SERVER_SEED"
 
+// DatastoreEndpointEnv gives every server of an external datastore its
+// endpoint (k2 server reads it as --datastore-endpoint).
+const DatastoreEndpointEnv = "K2_DATASTORE_ENDPOINT"
+
 // Options configure the cluster steps. Home, K2Binary, Provider and
 // Artifact are required.
 type Options struct {

@@ -222,17 +222,17 @@ func (c *run) serverBootstrap(ctx context.Context, st *engine.State, m engine.Ma
 			return sdk.Bootstrap{}, fmt.Errorf("server %s has no running server to join", m.Name)
 		}
 		cmd = append(cmd, "--join-url", strings.Join(joins, ","))
-	case engine.DatastoreExternal:
-		cmd = append(cmd, "--datastore-endpoint", ds.Endpoint)
+	}
+	env := map[string]string{SeedEnv: base64.StdEncoding.EncodeToString(seed)}
+	if ds.Kind == engine.DatastoreExternal {
+		// In the environment, not the command line: it may hold a
+		// password, and a command line is visible to every user (ps).
+		env[DatastoreEndpointEnv] = ds.Endpoint
 	}
 	if c.o.Restore != "" && m.Index == 0 {
 		cmd = append(cmd, "--await-restore")
 	}
-	return sdk.Bootstrap{
-		Method:  sdk.BootstrapExec,
-		Command: cmd,
-		Env:     map[string]string{SeedEnv: base64.StdEncoding.EncodeToString(seed)},
-	}, nil
+	return sdk.Bootstrap{Method: sdk.BootstrapExec, Command: cmd, Env: env}, nil
 }
 
 // clusterInit moves a first server that runs SQLite into a new embedded

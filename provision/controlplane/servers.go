@@ -275,4 +275,3 @@ func (a *awaitRestore) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
-
