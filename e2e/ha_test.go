@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // haK8sfile is an artifact whose control-plane size and datastore come
@@ -340,13 +342,13 @@ func startEtcd(t testing.TB) string {
 		t.Skip("etcd not installed (Debian: apt-get install etcd-server)")
 	}
 	dir := t.TempDir()
-	client, peer := freePort(t), freePort(t)
+	client, peer := testutil.FreePort(t), testutil.FreePort(t)
 	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "etcd"),
 		"--listen-client-urls", "http://127.0.0.1:"+strconv.Itoa(client), "--advertise-client-urls", "http://127.0.0.1:"+strconv.Itoa(client),
 		"--listen-peer-urls", "http://127.0.0.1:"+strconv.Itoa(peer), "--initial-advertise-peer-urls", "http://127.0.0.1:"+strconv.Itoa(peer),
 		"--initial-cluster", "default=http://127.0.0.1:"+strconv.Itoa(peer))
 	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH=amd64")
-	log := &syncBuffer{}
+	log := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -472,7 +474,7 @@ func TestHAMigrateThenGrow(t *testing.T) {
 func TestLeaderElectionRecampaign(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, t.TempDir(), "--cluster-init", "--name", "solo",
-		"--etcd-client-port", strconv.Itoa(freePort(t)), "--etcd-peer-port", strconv.Itoa(freePort(t)))
+		"--etcd-client-port", strconv.Itoa(testutil.FreePort(t)), "--etcd-peer-port", strconv.Itoa(testutil.FreePort(t)))
 	cs := s.Client()
 	ctx := context.Background()
 	leases := cs.CoordinationV1().Leases("kube-system")
