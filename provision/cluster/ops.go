@@ -94,12 +94,12 @@ type Status struct {
 	Machines []state.Machine    `json:"machines"`
 	// Servers are the control plane's servers, each with its datastore
 	// role and health as it reports them.
-	Servers  []ServerStatus     `json:"servers,omitempty"`
-	Nodes    []NodeStatus       `json:"nodes"`
-	Layers   map[string]string  `json:"layers,omitempty"` // name → digest of the last deploy
-	Apps     []AppStatus        `json:"apps"`
-	Healthy  bool               `json:"healthy"`
-	Problems []string           `json:"problems,omitempty"`
+	Servers  []ServerStatus    `json:"servers,omitempty"`
+	Nodes    []NodeStatus      `json:"nodes"`
+	Layers   map[string]string `json:"layers,omitempty"` // name → digest of the last deploy
+	Apps     []AppStatus       `json:"apps"`
+	Healthy  bool              `json:"healthy"`
+	Problems []string          `json:"problems,omitempty"`
 	// Failure is where the last deployment stopped, when it failed or was
 	// interrupted: the step, the reason and the ways on.
 	Failure *Failure `json:"failure,omitempty"`
