@@ -179,11 +179,13 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 	}
 	mustK2(t, home, "env", "create", env, "--provider", "libvirt", "--provider-config", cfgFile)
 
-	// Deploy; SIGKILL when the worker's domain has been started.
+	// Deploy; SIGKILL once the worker's domain has started (the provider
+	// waits for its DHCP lease while it boots).
 	var out lvDeploy
 	bootRE := func(m string) *regexp.Regexp { return regexp.MustCompile(`booting ` + regexp.QuoteMeta(m) + `\b`) }
+	bootingRE := regexp.MustCompile(`waiting for ` + regexp.QuoteMeta(worker) + `'s DHCP lease`)
 	t0 := time.Now()
-	code, killed := runLV(t, d, home, &out, func(line string) bool { return bootRE(worker).MatchString(line) },
+	code, killed := runLV(t, d, home, &out, bootingRE.MatchString,
 		"deploy", "lv:v1", "--env", env, "--timeout", lvTimeout)
 	if !killed {
 		t.Fatalf("k2 deploy ended (exit %d) before it booted the worker:\n%s", code, out.String())
