@@ -241,8 +241,12 @@ func TestInstallTUI(t *testing.T) {
 	p.keys("Enter") // stateDir: the default
 	p.typ("host")   // network: simulated pods, no namespaces
 	shot("4-settings", p.wait("> host", 10*time.Second))
-	p.keys("Enter", "Enter", "Enter") // runtime, replicas: the defaults
-	p.wait("greeting", 10*time.Second)
+	// The other settings and ARGs keep their defaults: enter on each until
+	// the last, greeting, has the focus (however many settings local has).
+	for i := 0; i < 12 && !strings.Contains(p.capture(), "┃ greeting"); i++ {
+		p.keys("Enter")
+	}
+	p.wait("┃ greeting", 10*time.Second)
 	p.keys("Enter")
 	review := p.wait("Review the plan", 60*time.Second)
 	shot("5-review", review)

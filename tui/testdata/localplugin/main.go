@@ -1,7 +1,8 @@
 // Command localplugin is the local provider as an external plugin
 // (k2-provider-local) for the installer's tests, with one setting more: a
 // secret "token", as cloud providers have, that must be 12 characters or
-// more. It logs the configuration it is asked to validate — carelessly, as
+// more, and only the settings the tests fill in (stateDir, network,
+// runtime). It logs the configuration it is asked to validate — carelessly, as
 // a plugin might — so the tests can see that the installer masks secrets
 // in the log pane as well as on screen. The machines are the local
 // provider's own.
@@ -24,7 +25,15 @@ func (p *provider) Describe(ctx context.Context, req *sdk.DescribeRequest) (*sdk
 	if err != nil {
 		return nil, err
 	}
-	d.ConfigSchema = append(d.ConfigSchema, sdk.ConfigField{Name: "token", Type: sdk.TypeString, Secret: true,
+	// The settings the tests fill in, in this order, whatever settings the
+	// local provider gains.
+	var schema []sdk.ConfigField
+	for _, f := range d.ConfigSchema {
+		if f.Name == "stateDir" || f.Name == "network" || f.Name == "runtime" {
+			schema = append(schema, f)
+		}
+	}
+	d.ConfigSchema = append(schema, sdk.ConfigField{Name: "token", Type: sdk.TypeString, Secret: true,
 		Description: "API token (12 characters or more)"})
 	return d, nil
 }
