@@ -27,16 +27,17 @@ import (
 
 // fakeK2 is a stand-in for the k2 binary: each run records its argv and
 // the join token it got from the environment in <dir>/<subcommand>.<n>,
-// then waits for SIGTERM and records that.
+// then waits for SIGTERM and records that. The trap is set before the
+// record appears: the test stops the process as soon as it sees it.
 func fakeK2(t *testing.T) (bin, dir string) {
 	dir = t.TempDir()
 	bin = filepath.Join(dir, "k2")
 	script := `#!/bin/sh
 n=0; while [ -e "` + dir + `/$1.$n" ]; do n=$((n+1)); done
 f="` + dir + `/$1.$n"
+trap 'echo stopped >> "$f"; exit 0' TERM
 { for a in "$@"; do echo "arg $a"; done; echo "token $K2_AGENT_TOKEN"; echo "seed ${K2_SERVER_SEED:+set}"; echo "pid $$"; } > "$f.tmp"
 mv "$f.tmp" "$f"
-trap 'echo stopped >> "$f"; exit 0' TERM
 echo "$1 says hello"
 while :; do sleep 0.1; done
 `
