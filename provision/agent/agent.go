@@ -6,6 +6,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,10 +17,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"k2.dev/k2/internal/join"
 	"k2.dev/k2/provision/node"
@@ -208,40 +207,7 @@ func run(ctx context.Context, o Options, log *slog.Logger) error {
 		o.RuntimeName, o.RuntimeReason = RuntimeSim, problems[0]
 		log.Warn("real pods cannot run on this machine; using the simulated runtime", "reason", o.RuntimeReason)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", creds.Kubeconfig)
-	if err != nil {
-		return fmt.Errorf("loading %s: %w", creds.Kubeconfig, err)
-	}
-	cfg.UserAgent = "k2-agent/" + o.NodeName
-	cfg.QPS, cfg.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	api, err := startKubeletAPI()
-	if err != nil {
-		return err
-	}
-	defer api.Close()
-	a := &agent{o: o, cs: cs, log: log, kubeletPort: api.Port()}
-	node, err := a.register(ctx)
-	if err != nil {
-		return fmt.Errorf("registering node %s: %w", o.NodeName, err)
-	}
-	rt, err := Runtimes[o.RuntimeName](node)
-	if err != nil {
-		return fmt.Errorf("starting the runtime: %w", err)
-	}
-	a.rt, a.podCIDR = rt, node.Spec.PodCIDR
-	api.rt.Store(rt)
-	log.Info("node ready", "runtime", rt.Name(), "podCIDR", node.Spec.PodCIDR)
-	if o.Ready != nil {
-		close(o.Ready)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.heartbeat(gctx) })
-	g.Go(func() error { return a.runPods(gctx) })
-	return g.Wait()
+	return runSim(ctx, o, creds, log)
 }
 
 // agent is one running node agent.
@@ -263,9 +229,11 @@ func runKubelet(ctx context.Context, o Options, creds *join.Credentials, log *sl
 		labels[k] = v
 	}
 	images := []node.Image{{Name: pause.Ref, Pinned: true, Open: func(context.Context) (io.ReadCloser, error) {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(pause.WriteOCIArchive(pw)) }()
-		return pr, nil
+		var b bytes.Buffer // a few kB
+		if err := pause.WriteOCIArchive(&b); err != nil {
+			return nil, err
+		}
+		return io.NopCloser(&b), nil
 	}}}
 	// Images vendored in the deployed artifact, kept by the control plane.
 	credDir := filepath.Dir(creds.Kubeconfig)

@@ -37,7 +37,8 @@ func (r *SimRuntime) ContainerLogs(_ context.Context, namespace, pod, container 
 // for kubectl logs (from the runtime, when it is a LogReader) and answers
 // exec, attach and port-forward with a clear refusal. It listens on all
 // addresses on a free port, with a self-signed certificate (the apiserver
-// does not verify kubelet certificates unless given a kubelet CA).
+// does not verify kubelet certificates unless given a kubelet CA). It is
+// the first component of a sim node (simnode.go).
 type kubeletAPI struct {
 	rt  atomic.Value // Runtime, once the agent has made it
 	srv *http.Server
@@ -50,16 +51,20 @@ func (k *kubeletAPI) runtime() Runtime {
 	return rt
 }
 
-func startKubeletAPI() (*kubeletAPI, error) {
+// Name names the component.
+func (k *kubeletAPI) Name() string { return "kubelet-api" }
+
+// Init listens on a free port with a fresh self-signed certificate.
+func (k *kubeletAPI) Init(context.Context) error {
 	cert, err := selfSigned()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ln, err := tls.Listen("tcp", ":0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	if err != nil {
-		return nil, fmt.Errorf("listening for the kubelet API: %w", err)
+		return fmt.Errorf("listening for the kubelet API: %w", err)
 	}
-	k := &kubeletAPI{ln: ln}
+	k.ln = ln
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
 	mux.HandleFunc("GET /containerLogs/{ns}/{pod}/{container}", k.logs)
@@ -74,15 +79,30 @@ func startKubeletAPI() (*kubeletAPI, error) {
 		mux.HandleFunc(p, refuse)
 	}
 	k.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = k.srv.Serve(ln) }()
-	return k, nil
+	return nil
+}
+
+// Start does nothing: Run serves.
+func (k *kubeletAPI) Start(context.Context) error { return nil }
+
+// Run serves until Stop closes the server.
+func (k *kubeletAPI) Run(context.Context) error {
+	if err := k.srv.Serve(k.ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // Port is where the API listens (the node's kubelet endpoint).
 func (k *kubeletAPI) Port() int { return k.ln.Addr().(*net.TCPAddr).Port }
 
-// Close stops serving.
-func (k *kubeletAPI) Close() error { return k.srv.Close() }
+// Stop closes the listener and every connection.
+func (k *kubeletAPI) Stop(context.Context) error {
+	if k.srv == nil {
+		return nil
+	}
+	return k.srv.Close()
+}
 
 func (k *kubeletAPI) logs(w http.ResponseWriter, r *http.Request) {
 	lr, ok := k.runtime().(LogReader)
