@@ -13,7 +13,7 @@ import (
 	"k2.dev/k2/internal/testutil"
 )
 
-func writeFiles(t *testing.T, files map[string]string) string {
+func writeFiles(t testing.TB, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {

@@ -74,7 +74,7 @@ func kubectlEnv(t *testing.T, home, env string, args ...string) string {
 }
 
 // k2Procs lists the k2 server/agent processes whose environment names home.
-func k2Procs(t *testing.T, home string) []string {
+func k2Procs(t testing.TB, home string) []string {
 	t.Helper()
 	var out []string
 	ents, _ := os.ReadDir("/proc")

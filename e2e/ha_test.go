@@ -54,7 +54,7 @@ type haStatus struct {
 	Problems []string `json:"problems"`
 }
 
-func getHAStatus(t *testing.T, home, env string) haStatus {
+func getHAStatus(t testing.TB, home, env string) haStatus {
 	t.Helper()
 	r := k2(t, home, "status", env, "-o", "json")
 	var st haStatus
@@ -66,7 +66,7 @@ func getHAStatus(t *testing.T, home, env string) haStatus {
 
 // haEnv builds the HA artifact into home and creates env on the host
 // network with simulated pods (sim agents keep these tests light).
-func haEnv(t *testing.T, home, env string) string {
+func haEnv(t testing.TB, home, env string) string {
 	t.Helper()
 	dir := writeFiles(t, map[string]string{"K8sfile": haK8sfile})
 	mustK2(t, home, "build", "-t", "ha:v1", dir)
@@ -76,7 +76,7 @@ func haEnv(t *testing.T, home, env string) string {
 
 // serverClient is a client of one server of env, by name, through the
 // per-server context of the kubeconfig k2 keeps.
-func serverClient(t *testing.T, home, env, server string) *kubernetes.Clientset {
+func serverClient(t testing.TB, home, env, server string) *kubernetes.Clientset {
 	t.Helper()
 	kc := filepath.Join(home, "clusters", env, "admin.kubeconfig")
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
@@ -169,7 +169,7 @@ func (w *failoverWriter) firstAfter(t time.Time) (time.Time, bool) {
 }
 
 // killServer SIGKILLs the k2 server of machine name of the local provider.
-func killServer(t *testing.T, home, name string) {
+func killServer(t testing.TB, home, name string) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(home, "local", "machines", name, "pid"))
 	if err != nil {
@@ -185,7 +185,7 @@ func killServer(t *testing.T, home, name string) {
 }
 
 // checkAcked asserts every acknowledged ConfigMap is there.
-func checkAcked(t *testing.T, cs *kubernetes.Clientset, acked []string) {
+func checkAcked(t testing.TB, cs *kubernetes.Clientset, acked []string) {
 	t.Helper()
 	list, err := cs.CoreV1().ConfigMaps("default").List(context.Background(), metav1.ListOptions{})
 	if err != nil {
@@ -210,7 +210,14 @@ func checkAcked(t *testing.T, cs *kubernetes.Clientset, acked []string) {
 // first, on an external datastore) while a failoverWriter keeps writing through
 // the others, asserts writes go through again within 10 s and none
 // acknowledged is lost, and returns the killed server's name.
-func killLeaderAndWrite(t *testing.T, home, env string) string {
+func killLeaderAndWrite(t testing.TB, home, env string) string {
+	victim, _ := killLeaderAndWriteTimed(t, home, env)
+	return victim
+}
+
+// killLeaderAndWriteTimed is killLeaderAndWrite, also returning the time
+// from the kill to the next acknowledged write.
+func killLeaderAndWriteTimed(t testing.TB, home, env string) (string, time.Duration) {
 	t.Helper()
 	st := getHAStatus(t, home, env)
 	victim := st.Servers[0].Name
@@ -240,7 +247,7 @@ func killLeaderAndWrite(t *testing.T, home, env string) string {
 			break
 		}
 	}
-	return victim
+	return victim, next.Sub(killed)
 }
 
 // TestHAEmbeddedEtcd deploys control-plane=3 worker=1 on the local
@@ -304,7 +311,7 @@ func TestHAEmbeddedEtcd(t *testing.T) {
 
 // destroyAndCheck destroys env and asserts nothing of it is left: no k2
 // process, no machine directory, no listening port of any server.
-func destroyAndCheck(t *testing.T, home, env string) {
+func destroyAndCheck(t testing.TB, home, env string) {
 	t.Helper()
 	var ports []int
 	b, err := os.ReadFile(filepath.Join(home, "clusters", env, "cluster.json"))
