@@ -19,14 +19,7 @@ import (
 // server (the first server on the external etcd) to the next acknowledged
 // write of a client that moves to another server on an error.
 func BenchmarkHADatastores(b *testing.B) {
-	clients := 50
-	if v := os.Getenv("K2_BENCH_CLIENTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("K2_BENCH_CLIENTS=%q: want a positive number", v)
-		}
-		clients = n
-	}
+	clients := benchClients(b)
 	for range b.N {
 		sq := startServer(b, b.TempDir())
 		r := createLoad(sq.Client(), clients, 10*time.Second, "sq")

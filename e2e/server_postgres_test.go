@@ -278,9 +278,10 @@ func BenchmarkControlPlanePostgres(b *testing.B) {
 	}
 }
 
-// benchOnSQL runs one round of the external-database benchmark against
-// endpoint; rows counts kine's rows there.
-func benchOnSQL(b *testing.B, name, endpoint string, rows func() int) {
+// benchClients is the number of concurrent clients of the write benchmarks:
+// 50, or K2_BENCH_CLIENTS.
+func benchClients(b *testing.B) int {
+	b.Helper()
 	clients := 50
 	if v := os.Getenv("K2_BENCH_CLIENTS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -289,6 +290,13 @@ func benchOnSQL(b *testing.B, name, endpoint string, rows func() int) {
 		}
 		clients = n
 	}
+	return clients
+}
+
+// benchOnSQL runs one round of the external-database benchmark against
+// endpoint; rows counts kine's rows there.
+func benchOnSQL(b *testing.B, name, endpoint string, rows func() int) {
+	clients := benchClients(b)
 	dir := b.TempDir()
 	start := time.Now()
 	s := startServer(b, dir, "--datastore-endpoint", endpoint)
