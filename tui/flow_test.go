@@ -240,6 +240,15 @@ const token = "s3cr3t-token-for-tests"
 // settings.
 func (h *harness) toReview(d *driver) {
 	d.t.Helper()
+	h.fillSettings(d)
+	d.untilScreen("Review the plan", 30*time.Second)
+}
+
+// fillSettings drives a fresh installer through the artifact and
+// environment pages and fills in valid settings; the last enter starts
+// their check.
+func (h *harness) fillSettings(d *driver) {
+	d.t.Helper()
 	d.untilScreen("Which cluster artifact?", 10*time.Second)
 	d.key("down")
 	d.typ(h.dir)
@@ -262,7 +271,6 @@ func (h *harness) toReview(d *driver) {
 	d.key("enter") // workers
 	d.typ("hello")
 	d.key("enter") // greeting: the form is done, the provider checks it
-	d.untilScreen("Review the plan", 30*time.Second)
 }
 
 func step(d *driver) common.Step { return d.m.Step() }
@@ -540,28 +548,7 @@ func TestInstallGateRefused(t *testing.T) {
 	h.refuse = refusal
 	m, _ := h.model(tui.Options{})
 	d := drive(t, m)
-	d.untilScreen("Which cluster artifact?", 10*time.Second)
-	d.key("down")
-	d.typ(h.dir)
-	d.key("enter")
-	d.untilScreen("Artifact shop:latest", 30*time.Second)
-	d.key("enter")
-	d.untilScreen("Provider", 30*time.Second)
-	d.clear()
-	d.typ("dev")
-	d.key("enter")
-	d.key("enter")
-	d.untilScreen("stateDir", 10*time.Second)
-	d.typ(filepath.Join(h.home, "machines"))
-	d.key("enter")
-	d.typ("host")
-	d.key("enter")
-	d.key("enter")
-	d.typ(token)
-	d.key("enter")
-	d.key("enter")
-	d.typ("hello")
-	d.key("enter")
+	h.fillSettings(d)
 	d.untilScreen("gate signed-by: not signed", 30*time.Second)
 	if step(d) != common.StepSettings {
 		t.Fatalf("a refused artifact left the settings")
