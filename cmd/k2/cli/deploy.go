@@ -278,7 +278,13 @@ func renderDeploy(g *globals, f output.Format, res *engine.DeployResult, err err
 	var se *engine.StepError
 	if errors.As(err, &se) && res != nil && res.Deployment.Result == state.Failed {
 		env := res.Deployment.Env
-		return usererr.Wrap(usererr.KindFailure, err, fmt.Sprintf(
+		// The step's own kind (a provider's refusal: 4, a bad config: 3)
+		// stays the exit code; the hint only says how to go on.
+		kind := usererr.KindFailure
+		if ue := (*usererr.Error)(nil); errors.As(err, &ue) {
+			kind = ue.Kind
+		}
+		return usererr.Wrap(kind, err, fmt.Sprintf(
 			"the deploy stopped there and is journaled: after the fix, run 'k2 resume %s' to continue from that step (or 'k2 destroy %s'); 'k2 status %s' shows it again", env, env, env))
 	}
 	if err != nil {
