@@ -21,7 +21,7 @@ LDFLAGS := -s -w $(K8S_LDFLAGS) \
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... | grep -v /e2e)
 
-.PHONY: all build test test-unit test-e2e fuzz bench demo clean lint conformance conformance-ci
+.PHONY: all build test test-unit test-e2e test-vm fuzz bench demo clean lint conformance conformance-ci
 
 all: build
 
@@ -64,6 +64,13 @@ fuzz:
 
 test-e2e: build
 	K2_E2E=1 K2_BIN=$(CURDIR)/bin/k2 $(GO) test -count=1 -timeout 40m -v $(E2E_PKGS)
+
+## test-vm: the tests that boot k2 OS in qemu (TCG) VMs — the OS cluster,
+## the libvirt provider and the metal network boot (docs/os.md, libvirt.md,
+## metal.md); slow (tens of minutes under TCG), so not yet part of test.
+test-vm: build
+	K2_E2E=1 K2_VM_E2E=1 K2_METAL_E2E=1 K2_BIN=$(CURDIR)/bin/k2 $(GO) test -count=1 -timeout 90m -v \
+		-run 'TestOSClusterOnVMs|TestLibvirtProviderEndToEnd|TestMetalNetworkBoot' $(E2E_PKGS)
 
 bench: build
 	K2_E2E=1 K2_BIN=$(CURDIR)/bin/k2 $(GO) test -ldflags '$(K8S_LDFLAGS)' -run '^$$' -bench . -benchtime 1x ./...
