@@ -47,22 +47,15 @@ func imageRoutes(mux *http.ServeMux, cfg ServerConfig) {
 	roots.AddCert(cfg.CACert)
 	auth := func(need access, next http.HandlerFunc) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			got, who, err := caller(r, cfg, roots)
-			var se *statusError
-			switch {
-			case errors.As(err, &se):
-				httpError(w, se.code, se.msg)
-				return
-			case got == accessNone && who == "":
-				httpError(w, http.StatusUnauthorized, "authentication required: present the cluster's admin or a node client certificate, or a join token (Authorization: Bearer <id>.<secret>)")
-				return
-			case got < need:
-				cfg.Logger.Warn("image route refused", "who", who, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-				msg := fmt.Sprintf("%s may not %s images", who, r.Method)
-				if need == accessAdmin {
-					msg += "; uploading needs the cluster admin certificate (O=system:masters)"
-				}
-				httpError(w, http.StatusForbidden, msg)
+			if !allowed(w, r, cfg, roots, need, "image route",
+				"authentication required: present the cluster's admin or a node client certificate, or a join token (Authorization: Bearer <id>.<secret>)",
+				func(who string) string {
+					msg := fmt.Sprintf("%s may not %s images", who, r.Method)
+					if need == accessAdmin {
+						msg += "; uploading needs the cluster admin certificate (O=system:masters)"
+					}
+					return msg
+				}) {
 				return
 			}
 			if cfg.Images == nil {
@@ -136,6 +129,27 @@ type statusError struct {
 }
 
 func (e *statusError) Error() string { return e.msg }
+
+// allowed answers r with the caller's own error, 401 (anonymous) or 403
+// (forbidden(who)) and returns false unless the caller has at least need;
+// route names the routes in the log of a refusal.
+func allowed(w http.ResponseWriter, r *http.Request, cfg ServerConfig, roots *x509.CertPool, need access, route, anonymous string, forbidden func(who string) string) bool {
+	got, who, err := caller(r, cfg, roots)
+	var se *statusError
+	switch {
+	case errors.As(err, &se):
+		httpError(w, se.code, se.msg)
+		return false
+	case got == accessNone && who == "":
+		httpError(w, http.StatusUnauthorized, anonymous)
+		return false
+	case got < need:
+		cfg.Logger.Warn(route+" refused", "who", who, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		httpError(w, http.StatusForbidden, forbidden(who))
+		return false
+	}
+	return true
+}
 
 // caller says what r may do on the image routes and who it is. A client
 // certificate that does not chain to the cluster CA, or a wrong token, is

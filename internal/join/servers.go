@@ -125,18 +125,11 @@ func serverRoutes(mux *http.ServeMux, cfg ServerConfig) {
 	h := cfg.Server
 	auth := func(need access, next func(w http.ResponseWriter, r *http.Request) error) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			got, who, err := caller(r, cfg, roots)
-			var se *statusError
-			switch {
-			case errors.As(err, &se):
-				httpError(w, se.code, se.msg)
-				return
-			case got == accessNone && who == "":
-				httpError(w, http.StatusUnauthorized, "authentication required: present the cluster's admin client certificate")
-				return
-			case got < need:
-				cfg.Logger.Warn("server route refused", "who", who, "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-				httpError(w, http.StatusForbidden, fmt.Sprintf("%s may not %s %s; that needs the cluster admin certificate (O=system:masters)", who, r.Method, r.URL.Path))
+			if !allowed(w, r, cfg, roots, need, "server route",
+				"authentication required: present the cluster's admin client certificate",
+				func(who string) string {
+					return fmt.Sprintf("%s may not %s %s; that needs the cluster admin certificate (O=system:masters)", who, r.Method, r.URL.Path)
+				}) {
 				return
 			}
 			if err := next(w, r); err != nil {
