@@ -161,3 +161,20 @@ func TestBootFlow(t *testing.T) {
 		t.Log(l)
 	}
 }
+
+// TestRestartOnSameAddresses: a closed server frees its HTTP and TFTP
+// addresses at once, so the next Create's boot server can listen there
+// (the metal provider starts one per Create: control plane, then workers).
+func TestRestartOnSameAddresses(t *testing.T) {
+	first, err := netboot.Start(context.Background(), netboot.Options{HTTPAddr: "127.0.0.1:0", TFTPAddr: "127.0.0.1:0", IPXEDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := netboot.Options{HTTPAddr: first.URL()[len("http://"):], TFTPAddr: first.TFTPAddr().String(), IPXEDir: t.TempDir()}
+	first.Close()
+	second, err := netboot.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("a boot server on the addresses of a closed one: %v", err)
+	}
+	second.Close()
+}

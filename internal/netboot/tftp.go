@@ -28,7 +28,9 @@ func (s *Server) startTFTP() error {
 	}
 	s.tftpAddr = conn.LocalAddr()
 	go func() { _ = srv.Serve(conn) }()
-	s.stop = append(s.stop, srv.Shutdown)
+	// In single-port mode the library leaves the socket to its owner:
+	// closed here, so the next boot server can listen on the address.
+	s.stop = append(s.stop, func() { srv.Shutdown(); _ = conn.Close() })
 	return nil
 }
 

@@ -88,6 +88,9 @@ const (
 // stopGrace is how long Delete and Power off wait after SIGTERM.
 const stopGrace = 10 * time.Second
 
+// killGrace is how long stop waits for a SIGKILLed process to be gone.
+const killGrace = 30 * time.Second
+
 // Provider is the local provider.
 type Provider struct {
 	sdk.UnimplementedProvider

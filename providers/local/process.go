@@ -68,6 +68,9 @@ func cleanEnv(env []string) []string {
 }
 
 // stop ends a machine's process group: SIGTERM, then SIGKILL after grace.
+// It returns once the process is gone: a killed process holds its
+// listening sockets and database lock until its last thread has exited,
+// which for a large one on a loaded host takes well over a blink.
 func stop(ctx context.Context, dir string) error {
 	pid := pidOf(dir)
 	if pid == 0 {
@@ -75,11 +78,13 @@ func stop(ctx context.Context, dir string) error {
 	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	deadline := time.Now().Add(stopGrace)
+	killed := false
 	for pidOf(dir) != 0 {
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if !killed && (time.Now().After(deadline) || ctx.Err() != nil) {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			time.Sleep(50 * time.Millisecond)
-			break
+			killed, deadline = true, time.Now().Add(killGrace)
+		} else if killed && time.Now().After(deadline) {
+			return fmt.Errorf("process %d of %s still exiting %s after SIGKILL", pid, filepath.Base(dir), killGrace)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
