@@ -1,219 +1,331 @@
 package e2e
 
 import (
-	"context"
+	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net"
+	"io"
+	"log"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
+
 	"k2.dev/k2/internal/fakebmc"
-	"k2.dev/k2/providers/metal"
-	"k2.dev/k2/providers/providertest"
-	"k2.dev/k2/providers/sdk"
+	"k2.dev/k2/internal/imagetest"
+	"k2.dev/k2/internal/libvirttest"
 )
 
-// TestMetalNetworkBoot proves the metal provider's boot path on a real
-// machine with an empty disk: the provider (over its gRPC wire) claims the
-// server, sets a one-time PXE boot and powers it on through a fake BMC
-// whose power is a qemu VM (TCG) with nothing on its disk; the VM's
-// firmware (qemu's iPXE ROM) gets Debian's undionly.kpxe from k2's TFTP,
-// the chained iPXE its script, k2 OS's kernel and initramfs from k2's HTTP,
-// and k2 init its machine config from the single-use URL. Delete powers
-// the VM off and releases the claim. The VM's network is qemu's user-mode
-// network, which reaches only this host's loopback (10.0.2.2).
-//
-// Not shown here (docs/metal.md says so): the VM joining a cluster under
-// `k2 deploy`, libvirt domains, two machines.
-//
-// It is slow — qemu's user-mode network under TCG moves ~0.3 MB/s to
-// iPXE, so the 80 MB initramfs takes ~4.5 min — and so runs only with
-// K2_METAL_E2E=1, not in make test.
+// metalServer is one "physical server" of TestMetalNetworkBoot: a libvirt
+// domain with an empty disk whose power button is a fake BMC.
+type metalServer struct {
+	name, mac, disk, console string
+	bmc                      *fakebmc.BMC
+	endpoint                 string
+	mu                       sync.Mutex
+	poweredOn                time.Time
+	boots                    []string // the boot device of each power-on
+}
+
+// domainXML is the server's domain, booting from dev ("network" or "hd")
+// the way a one-time override sets a real server's next boot.
+func (s *metalServer) domainXML(dev string) string {
+	return fmt.Sprintf(`<domain type='qemu'>
+  <name>%s</name>
+  <memory unit='MiB'>2560</memory>
+  <vcpu>2</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='%s'/></os>
+  <features><acpi/><apic/></features>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='raw' cache='unsafe'/><source file='%s'/><target dev='vda' bus='virtio'/></disk>
+    <interface type='network'><mac address='%s'/><source network='%s'/><model type='virtio'/></interface>
+    <serial type='pty'><log file='%s' append='on'/><target port='0'/></serial>
+    <console type='pty'><target type='serial' port='0'/></console>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+  </devices>
+</domain>`, s.name, dev, s.disk, s.mac, metalNet, s.console)
+}
+
+// metalNet is the libvirt network the servers boot on: libvirt's dnsmasq
+// gives each an address and points PXE at k2's TFTP on the bridge.
+const (
+	metalNet = "metal"
+	metalGW  = "192.168.160.1"
+)
+
+// TestMetalNetworkBoot deploys `MACHINES control-plane=1 worker=1` with
+// `--provider metal` to two "physical servers" with empty disks: libvirt
+// domains (TCG) in a private libvirtd's network namespace (libvirttest),
+// each powered by its own fake BMC (internal/fakebmc, listening inside that
+// namespace): power on = start the domain, a one-time Pxe override =
+// network boot first. Each server boots the real path: SeaBIOS's iPXE ROM
+// takes a lease from libvirt's dnsmasq (bootp: undionly.kpxe on the
+// bridge's address), Debian's undionly.kpxe from k2's TFTP, then its
+// script, k2 OS's kernel and initramfs and its machine config over k2's
+// HTTP, and joins. k2 deploy and kubectl run in the namespace. Then: 2
+// Ready nodes, the App's pods Running (one on the worker), k2 status lists
+// both servers with the addresses they booted from; k2 destroy powers both
+// off through their BMCs and releases the claims. It logs each server's
+// boot stages, power-on → node Ready and the bytes served.
 func TestMetalNetworkBoot(t *testing.T) {
-	if os.Getenv("K2_METAL_E2E") == "" {
-		t.Skip("metal network-boot VM test: set K2_METAL_E2E=1 (slow: ~7 min under TCG)")
-	}
 	requireVMs(t)
+	if os.Getenv("K2_METAL_E2E") == "" {
+		t.Skip("metal network-boot VM test: set K2_METAL_E2E=1 (make test-vm does)")
+	}
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
 		t.Fatalf("Debian's ipxe is missing (.ci/run installs ipxe): %v", err)
 	}
-	img := buildOS(t, "fast") // over iPXE under TCG the bytes cost more than unpacking them
+	d := libvirttest.Start(t)
 	home := t.TempDir()
-	mustK2(t, home, "os", "config", "gen", "--dir", filepath.Join(home, "lab"), "--server-address", "127.0.0.1", "--data-disk", "none")
-	config, err := os.ReadFile(filepath.Join(home, "lab", "worker-1.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	httpAddr, tftpAddr := freeLoopback(t, "tcp"), freeLoopback(t, "udp")
-	_, httpPort, _ := net.SplitHostPort(httpAddr)
-	_, tftpPort, _ := net.SplitHostPort(tftpAddr)
-	const mac = "52:54:00:16:00:01"
+	const env = "mt"
 	dir := t.TempDir()
-	console := filepath.Join(dir, "console.log")
 
-	// The server: a VM with an empty disk, powered by the fake BMC.
-	var mu sync.Mutex
-	var qemu *exec.Cmd
-	var poweredOn time.Time
-	stop := func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if qemu != nil {
-			_ = qemu.Process.Kill()
-			_ = qemu.Wait()
-			qemu = nil
+	// The servers' network: isolated (nothing leaves the namespace).
+	netXML := filepath.Join(dir, "net.xml")
+	os.WriteFile(netXML, []byte(fmt.Sprintf(`<network><name>%s</name><bridge name='k2metal0'/>
+  <ip address='%s' netmask='255.255.255.0'><dhcp><range start='192.168.160.100' end='192.168.160.199'/>
+  <bootp file='undionly.kpxe' server='%s'/></dhcp></ip></network>`, metalNet, metalGW, metalGW)), 0o644)
+	for _, args := range [][]string{{"net-define", netXML}, {"net-start", metalNet}} {
+		if out, err := d.Virsh("qemu", args...); err != nil {
+			t.Fatalf("%v\n%s", err, out)
 		}
 	}
-	t.Cleanup(stop)
-	disk := filepath.Join(dir, "disk.raw")
-	if err := os.WriteFile(disk, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(disk, 1<<30); err != nil {
-		t.Fatal(err)
-	}
-	bmc := fakebmc.New(fakebmc.Options{Username: "admin", Password: "s3cret",
-		Systems: []fakebmc.System{{ID: "1", Name: "rack1-u1", Manufacturer: "QEMU", Model: "TCG", SerialNumber: "E2E-1", MAC: mac}},
-		OnPower: func(_, state, target string) error {
-			stop()
-			if state == "Off" {
-				return nil
-			}
-			boot := "c" // the disk (empty) unless the override says network
-			if target == "Pxe" {
-				boot = "n"
-			}
-			cmd := exec.Command("qemu-system-x86_64", "-accel", "tcg", "-m", "2048", "-smp", "2", "-no-reboot",
-				"-display", "none", "-monitor", "none", "-serial", "file:"+console, "-boot", boot,
-				"-drive", "file="+disk+",format=raw,if=virtio,cache=unsafe",
-				"-netdev", "user,id=n0,bootfile=tftp://10.0.2.2:"+tftpPort+"/undionly.kpxe",
-				"-device", "virtio-net-pci,netdev=n0,mac="+mac)
-			out, _ := os.Create(filepath.Join(dir, "qemu.log"))
-			cmd.Stdout, cmd.Stderr = out, out
-			mu.Lock()
-			defer mu.Unlock()
-			poweredOn = time.Now()
-			if err := cmd.Start(); err != nil {
-				return err
-			}
-			qemu = cmd
-			return nil
-		}})
-	bmcSrv := httptest.NewServer(bmc)
-	t.Cleanup(bmcSrv.Close)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(console)
-			t.Logf("console (tail):\n%s", tail(string(b), 60))
-		}
-	})
 
+	// Two servers, each with its own BMC; passwords only in a file.
 	pwFile := filepath.Join(dir, "bmc-password")
-	if err := os.WriteFile(pwFile, []byte("s3cret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	inv := filepath.Join(dir, "inventory.yaml")
-	if err := os.WriteFile(inv, []byte(fmt.Sprintf(`machines:
-  - name: rack1-u1
-    bmc: {endpoint: %q, username: admin, passwordFile: %q}
-    mac: %q
-    arch: amd64
-`, bmcSrv.URL, pwFile, mac)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := sdk.Config(fmt.Sprintf(`{"inventory": %q, "stateDir": %q, "bootAddress": %q, "bootURL": "http://10.0.2.2:%s",
-		"tftpAddress": %q, "image": %q, "bootMode": "legacy", "bootTimeout": "14m"}`,
-		inv, filepath.Join(dir, "state"), httpAddr, httpPort, tftpAddr, img))
-
-	p := providertest.Connect(t, func() sdk.Provider { return &metal.Provider{Log: slog.Default()} })
-	ctx, cancel := context.WithTimeout(context.Background(), 16*time.Minute)
-	defer cancel()
-	start := time.Now()
-	resp, err := p.Create(ctx, &sdk.CreateRequest{RequestID: "e2e-1", Config: cfg,
-		Machines:  []sdk.MachineRequest{{Name: "w0", Role: "worker", Pool: "worker", Arch: "amd64", Labels: map[string]string{sdk.LabelEnvironment: "e2e"}}},
-		Bootstrap: sdk.Bootstrap{Method: sdk.BootstrapNetworkBoot, UserData: config},
-		OnProgress: func(pr sdk.Progress) {
-			t.Logf("+%s %s: %s", time.Since(start).Round(100*time.Millisecond), pr.Machine, pr.Message)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.Diagnostics.HasErrors() {
-		t.Fatal(resp.Diagnostics.Err())
-	}
-	m := resp.Machines[0]
-	t.Logf("Create: %s in %s: %s, addresses %v", m.State, time.Since(start).Round(100*time.Millisecond), m.Message, m.Addresses)
-	if m.State != sdk.StateRunning {
-		t.Fatalf("machine %s: %s", m.State, m.Message)
-	}
-	// k2 init on the VM read the config it was served.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		b, _ := os.ReadFile(console)
-		if strings.Contains(string(b), "machine config found") {
-			break
+	os.WriteFile(pwFile, []byte("s3cret"), 0o600)
+	var servers []*metalServer
+	var inv strings.Builder
+	inv.WriteString("machines:\n")
+	for i, role := range []string{"control-plane", "worker"} {
+		s := &metalServer{name: fmt.Sprintf("rack1-u%d", i+1), mac: fmt.Sprintf("52:54:00:16:00:%02x", i+1)}
+		s.disk = filepath.Join(dir, s.name+".raw")
+		s.console = filepath.Join(dir, s.name+".console.log")
+		if err := os.WriteFile(s.disk, nil, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal(`no "machine config found" on the console`)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	mu.Lock()
-	t.Logf("power-on → k2 init has its config: %s", time.Since(poweredOn).Round(100*time.Millisecond))
-	mu.Unlock()
-	list, err := p.List(ctx, &sdk.ListRequest{Config: cfg})
-	if err != nil || len(list.Machines) != 1 {
-		t.Fatalf("List: %v %v", list, err)
-	}
-	t.Logf("List: %s", list.Machines[0].Message)
-	for _, st := range []string{"tftp", "script", "kernel", "initramfs", "config"} {
-		if !strings.Contains(list.Machines[0].Message, st) {
-			t.Errorf("boot stage %s not recorded: %s", st, list.Machines[0].Message)
-		}
-	}
-
-	del, err := p.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: []string{m.ID}})
-	if err != nil || del.Diagnostics.HasErrors() {
-		t.Fatalf("Delete: %v %v", err, del.Diagnostics.Err())
-	}
-	mu.Lock()
-	running := qemu != nil
-	mu.Unlock()
-	if running {
-		t.Error("the VM still runs after Delete")
-	}
-	if s, _ := bmc.System("1"); s.PowerState != "Off" {
-		t.Errorf("BMC power %s after Delete", s.PowerState)
-	}
-	if list, _ := p.List(ctx, &sdk.ListRequest{Config: cfg}); len(list.Machines) != 0 {
-		t.Errorf("claims left after Delete: %v", list.Machines)
-	}
-}
-
-// freeLoopback is a free 127.0.0.1 port for network ("tcp" or "udp").
-func freeLoopback(t *testing.T, network string) string {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		os.Truncate(s.disk, 4<<30) // empty: nothing to boot from
+		s.bmc = fakebmc.New(fakebmc.Options{Username: "admin", Password: "s3cret",
+			Systems: []fakebmc.System{{ID: "1", Name: s.name, Manufacturer: "QEMU", Model: "TCG", SerialNumber: fmt.Sprintf("E2E-%d", i+1), MAC: s.mac, PowerState: "Off"}},
+			OnPower: func(_, state, target string) error { return s.power(d, state, target) }})
+		ln, err := d.Listen("127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
-		return c.LocalAddr().String()
+		srv := httptest.NewUnstartedServer(s.bmc)
+		srv.Listener.Close()
+		srv.Listener = ln
+		srv.Start()
+		t.Cleanup(srv.Close)
+		s.endpoint = srv.URL
+		servers = append(servers, s)
+		fmt.Fprintf(&inv, "  - name: %s\n    bmc: {endpoint: %q, username: admin, passwordFile: %q}\n    mac: %q\n    arch: amd64\n    role: %s\n    cpu: 2\n    memory: 2560Mi\n",
+			s.name, s.endpoint, pwFile, s.mac, role)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, s := range servers {
+				b, _ := os.ReadFile(s.console)
+				t.Logf("== console of %s (tail)\n%s", s.name, tail(string(b), 80))
+			}
+		}
+	})
+	invFile := filepath.Join(dir, "inventory.yaml")
+	os.WriteFile(invFile, []byte(inv.String()), 0o644)
+
+	// A check of every BMC, as an operator would before deploying.
+	// (in the namespace: the BMCs listen on its loopback)
+	var check lvDeploy
+	if code, _ := runLV(t, d, home, &check, nil, "metal", "inventory", "check", invFile, "-o", "json"); code != 0 || strings.Count(check.String(), `"Off"`) != 2 {
+		t.Errorf("k2 metal inventory check: exit %d; want both servers Off:\n%s", code, check.String())
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+
+	img := buildOS(t, "fast") // over the network the bytes cost more than unpacking them
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	image := strings.TrimPrefix(reg.URL, "http://") + "/web:v1"
+	imagetest.Push(t, imagetest.HTTPServerImage(t), image)
+	art := writeFiles(t, map[string]string{"K8sfile": fmt.Sprintf(
+		"FROM k2/base:v1.37\nAPP web image=%s port=8080 replicas=2\nMACHINES control-plane=1 worker=1 cpu=2 memory=2Gi\n", image)})
+	mustK2(t, home, "build", "-q", "-t", "mt:v1", "--vendor-images", art)
+	reg.Close() // the servers reach no registry: the image comes with the artifact
+
+	cfg, _ := json.Marshal(map[string]any{"inventory": invFile, "image": img, "bootMode": "legacy",
+		"bootAddress": metalGW + ":8081", "tftpAddress": metalGW + ":69", "kernelArgs": vmCmdline, "bootTimeout": "10m"})
+	cfgFile := filepath.Join(home, "metal.json")
+	os.WriteFile(cfgFile, cfg, 0o600)
+	mustK2(t, home, "env", "create", env, "--provider", "metal", "--provider-config", cfgFile)
+
+	var out lvDeploy
+	t0 := time.Now()
+	if code, _ := runLV(t, d, home, &out, nil, "deploy", "mt:v1", "--env", env, "--timeout", lvTimeout); code != 0 {
+		t.Fatalf("k2 deploy: exit %d\n%s", code, out.String())
+	}
+	t.Logf("k2 deploy --provider metal (1 control plane + 1 worker, TCG): %s", time.Since(t0).Round(time.Second))
+
+	// Boot stages per server, from the deploy's progress.
+	stageRE := regexp.MustCompile(`boot stage (\S+) after (\S+)`)
+	for _, m := range []string{env + "-control-plane-0", env + "-worker-0"} {
+		var stages []string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, m) {
+				if sm := stageRE.FindStringSubmatch(l); sm != nil {
+					stages = append(stages, sm[1]+" "+sm[2])
+				}
+			}
+		}
+		t.Logf("%s boot stages (after power-on): %s", m, strings.Join(stages, ", "))
+		for _, st := range []string{"tftp", "script", "kernel", "initramfs", "config"} {
+			if !strings.Contains(strings.Join(stages, " "), st+" ") {
+				t.Errorf("%s: boot stage %s not reported:\n%s", m, st, out.String())
+			}
+		}
+	}
+	for _, s := range servers {
+		s.mu.Lock()
+		if len(s.boots) != 1 || s.boots[0] != "network" {
+			t.Errorf("%s powered on %d times, from %v; want once, from the network", s.name, len(s.boots), s.boots)
+		}
+		s.mu.Unlock()
+		if !strings.Contains(readFile(t, s.console), "machine config found") {
+			t.Errorf("%s: k2 init found no machine config", s.name)
+		}
+	}
+
+	// Both nodes Ready; the App's pods Running, one at least on the worker.
+	eventually(t, 3*time.Minute, "2 Ready nodes and the App's 2 pods Running", func() error {
+		nodes, err := kubectlLV(d, home, env, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if err != nil || strings.Count(nodes, "=True") != 2 {
+			return fmt.Errorf("nodes: %v %s", err, nodes)
+		}
+		pods, err := kubectlLV(d, home, env, "get", "pods", "-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName}={.status.phase} {end}`)
+		if err != nil {
+			return fmt.Errorf("pods: %v %s", err, pods)
+		}
+		running, onWorker := 0, 0
+		for _, p := range strings.Fields(pods) {
+			if f := strings.Split(p, "="); len(f) == 3 && strings.HasPrefix(f[0], "web-") && f[2] == "Running" {
+				running++
+				if f[1] == env+"-worker-0" {
+					onWorker++
+				}
+			}
+		}
+		if running != 2 || onWorker == 0 {
+			return fmt.Errorf("web pods: want 2 Running, one at least on the worker: %s", pods)
+		}
+		return nil
+	})
+	nodesJSON, _ := kubectlLV(d, home, env, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"\n"}{end}`)
+	for _, l := range strings.Split(strings.TrimSpace(nodesJSON), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		at, _ := time.Parse(time.RFC3339, f[1])
+		for i, s := range servers {
+			if f[0] == []string{env + "-control-plane-0", env + "-worker-0"}[i] {
+				s.mu.Lock()
+				t.Logf("%s (%s): power-on → node Ready %s", f[0], s.name, at.Sub(s.poweredOn.Truncate(time.Second)).Round(time.Second))
+				s.mu.Unlock()
+			}
+		}
+	}
+	// Bytes served, from the boot server's log of every request.
+	served := map[string]int{}
+	reqRE := regexp.MustCompile(`boot request\\?"? mac=\\?"?([0-9a-f:]*)\\?"? remote=\S+ proto=(\w+) .* bytes=(\d+)`)
+	for _, l := range strings.Split(out.String(), "\n") {
+		if sm := reqRE.FindStringSubmatch(l); sm != nil {
+			n, _ := strconv.Atoi(sm[3])
+			key := sm[1]
+			if key == "" {
+				key = sm[2] + " (by address)"
+			}
+			served[key] += n
+		}
+	}
+	for _, s := range servers {
+		if served[s.mac] < 1<<20 {
+			t.Errorf("%s: %d bytes served over HTTP, want its kernel and initramfs", s.name, served[s.mac])
+		}
+	}
+	t.Logf("bytes served: %v", served)
+
+	// k2 status: both servers, with the addresses they booted from.
+	var st struct {
+		Machines []struct {
+			Name, ProviderID string
+			Addresses        []string
+		}
+	}
+	r := mustK2(t, home, "status", env, "-o", "json")
+	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
+		t.Fatalf("k2 status -o json: %v\n%s", err, r.Stdout)
+	}
+	leases, _ := d.Virsh("qemu", "net-dhcp-leases", metalNet)
+	if len(st.Machines) != 2 {
+		t.Errorf("k2 status: %d machines, want 2:\n%s", len(st.Machines), r.Stdout)
+	}
+	for _, m := range st.Machines {
+		if len(m.Addresses) == 0 || !strings.Contains(leases, m.Addresses[0]+"/") || !strings.HasPrefix(m.ProviderID, "metal-rack1-u") {
+			t.Errorf("k2 status: machine %s: id %q, addresses %v; dnsmasq's leases:\n%s", m.Name, m.ProviderID, m.Addresses, leases)
+		}
+	}
+
+	// Destroy: both powered off through their BMCs, the claims released.
+	if code, _ := runLV(t, d, home, &out, nil, "destroy", env, "--yes"); code != 0 {
+		t.Fatalf("k2 destroy: exit %d\n%s", code, out.String())
+	}
+	for _, s := range servers {
+		if sys, _ := s.bmc.System("1"); sys.PowerState != "Off" {
+			t.Errorf("%s: BMC power %s after destroy", s.name, sys.PowerState)
+		}
+	}
+	if doms := virshNames(t, d, "list", "--name"); len(doms) != 0 {
+		t.Errorf("domains still running after destroy: %v", doms)
+	}
+	if b, err := os.ReadFile(filepath.Join(home, "metal", "claims.json")); err != nil || strings.Contains(string(b), "rack1-u") {
+		t.Errorf("claims after destroy: %v\n%s", err, b)
+	}
+}
+
+// power is the BMC's power button: the domain is (re)defined with the boot
+// device the override chose, then started; or it is stopped.
+func (s *metalServer) power(d *libvirttest.Daemon, state, target string) error {
+	if _, err := d.Virsh("qemu", "domstate", s.name); err == nil {
+		d.Virsh("qemu", "destroy", s.name) // off first (an error: it was off)
+	}
+	if state == "Off" {
+		return nil
+	}
+	dev := "hd"
+	if target == "Pxe" {
+		dev = "network"
+	}
+	xmlFile := s.disk + "." + dev + ".xml"
+	if err := os.WriteFile(xmlFile, []byte(s.domainXML(dev)), 0o644); err != nil {
+		return err
+	}
+	if out, err := d.Virsh("qemu", "define", xmlFile); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	s.mu.Lock()
+	s.poweredOn = time.Now()
+	s.boots = append(s.boots, dev)
+	s.mu.Unlock()
+	if out, err := d.Virsh("qemu", "start", s.name); err != nil {
+		return fmt.Errorf("%v: %s", err, out)
+	}
+	return nil
+}
+
+func readFile(t testing.TB, p string) string {
+	t.Helper()
+	b, _ := os.ReadFile(p)
+	return string(b)
 }
