@@ -7,7 +7,7 @@
 //
 // The boot flow:
 //
-//	firmware PXE ── DHCP (the site's) ──> next-server, undionly.kpxe | ipxe.efi
+//	firmware PXE ── DHCP (the site's, or k2's proxy DHCP) ──> next-server, undionly.kpxe | ipxe.efi
 //	            ── TFTP ──> iPXE
 //	iPXE        ── DHCP (user class "iPXE") ──> http://ADDR/boot.ipxe
 //	            ── HTTP /boot.ipxe ──> chain /m/${mac:hexhyp}/boot.ipxe
@@ -68,6 +68,9 @@ type Event struct {
 	At     time.Time     `json:"at"`
 	Took   time.Duration `json:"took,omitempty"`
 	Err    string        `json:"err,omitempty"`
+	// clientIP is the address a DHCP request says the client has (a
+	// DHCP packet's source is 0.0.0.0 or a relay, not the machine).
+	clientIP string
 }
 
 // Progress is what a machine has done so far.
@@ -90,6 +93,19 @@ type Options struct {
 	// IPXEDir holds the iPXE binaries served over TFTP (Debian's
 	// /usr/lib/ipxe: undionly.kpxe, ipxe.efi, snponly.efi).
 	IPXEDir string
+	// DHCPAddr, when set, runs a proxy DHCP server there (normally
+	// 0.0.0.0:67) answering only the PXE clients of the machines added;
+	// PXEAddr answers PXE boot-server requests (normally 0.0.0.0:4011).
+	DHCPAddr, PXEAddr string
+	// DHCPInterface binds the proxy DHCP sockets to one interface
+	// (broadcasts then come and go only there).
+	DHCPInterface string
+	// NextServer is the TFTP address given to PXE clients (default:
+	// TFTPAddr's IP, which must then be a specific IPv4 address).
+	NextServer string
+	// EFIBootFile is what UEFI x64 PXE clients boot (default ipxe.efi;
+	// snponly.efi uses the firmware's network driver).
+	EFIBootFile string
 	// Log receives one line per request (nil: discard).
 	Log *slog.Logger
 	// OnEvent is called for every request (after it is recorded).
@@ -109,6 +125,9 @@ type Server struct {
 	events     []Event
 	httpAddr   net.Addr
 	tftpAddr   net.Addr
+	dhcpAddr   net.Addr
+	pxeAddr    net.Addr
+	nextServer net.IP
 	stop       []func()
 }
 
@@ -224,6 +243,9 @@ func (s *Server) record(ev Event) {
 	ip := ev.Remote
 	if h, _, err := net.SplitHostPort(ip); err == nil {
 		ip = h
+	}
+	if ev.Proto == "dhcp" {
+		ip = ev.clientIP
 	}
 	if ev.MAC == "" {
 		ev.MAC = s.ipMAC[ip]

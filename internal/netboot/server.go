@@ -33,9 +33,19 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if hs.Shutdown(sctx) != nil {
 			_ = hs.Close()
 		}
+		// Shutdown closes only listeners Serve has begun tracking: a
+		// server closed right after Start would keep its address until
+		// the Serve goroutine ran.
+		_ = ln.Close()
 	})
 	if opts.TFTPAddr != "" {
 		if err := s.startTFTP(); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if opts.DHCPAddr != "" || opts.PXEAddr != "" {
+		if err := s.startDHCP(); err != nil {
 			s.Close()
 			return nil, err
 		}

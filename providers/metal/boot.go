@@ -25,7 +25,7 @@ type bootServers struct {
 func (b *bootServers) acquire(opts netboot.Options, log *slog.Logger) (*netboot.Server, func(), error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.srv != nil && (b.key.HTTPAddr != opts.HTTPAddr || b.key.TFTPAddr != opts.TFTPAddr) {
+	if b.srv != nil && (b.key.HTTPAddr != opts.HTTPAddr || b.key.TFTPAddr != opts.TFTPAddr || b.key.DHCPAddr != opts.DHCPAddr) {
 		return nil, nil, errorf("a boot server for another configuration (%s) is running in this process", b.key.HTTPAddr)
 	}
 	if b.srv == nil {
@@ -36,7 +36,7 @@ func (b *bootServers) acquire(opts netboot.Options, log *slog.Logger) (*netboot.
 			cancel()
 			return nil, nil, err
 		}
-		log.Info("boot server listening", "http", srv.URL(), "tftp", srv.TFTPAddr())
+		log.Info("boot server listening", "http", srv.URL(), "tftp", srv.TFTPAddr(), "proxyDHCP", srv.DHCPAddr())
 		b.srv, b.key, b.stop = srv, opts, cancel
 	}
 	b.users++

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -34,7 +35,7 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 
 	var srv *netboot.Server
 	if cfg.BootAddress != "" {
-		s, release, err := p.boot.acquire(netboot.Options{HTTPAddr: cfg.BootAddress, URL: cfg.BootURL, TFTPAddr: cfg.TFTPAddress, IPXEDir: cfg.IPXEDir}, p.log())
+		s, release, err := p.boot.acquire(cfg.bootOptions(), p.log())
 		if err != nil {
 			return nil, fmt.Errorf("starting the boot server: %w", err)
 		}
@@ -68,6 +69,18 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 		return nil, err
 	}
 	return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
+}
+
+// bootOptions are the boot server's options from the config.
+func (c *config) bootOptions() netboot.Options {
+	o := netboot.Options{HTTPAddr: c.BootAddress, URL: c.BootURL, TFTPAddr: c.TFTPAddress, IPXEDir: c.IPXEDir}
+	if c.ProxyDHCP {
+		o.DHCPAddr, o.DHCPInterface, o.EFIBootFile = c.DHCPAddress, c.DHCPIface, c.EFIBootFile
+		if h, port, err := net.SplitHostPort(c.DHCPAddress); err == nil && port == "67" {
+			o.PXEAddr = net.JoinHostPort(h, "4011")
+		}
+	}
+	return o
 }
 
 // held is a machine request and the server it holds.
@@ -264,12 +277,28 @@ func (p *Provider) waitBoot(ctx context.Context, cfg *config, srv *netboot.Serve
 				stage = "none (no DHCP/TFTP/HTTP request from " + h.server.MAC + ")"
 			}
 			m.State = sdk.StateFailed
-			m.Message = fmt.Sprintf("no config fetched after %s; last boot stage reached: %s", cfg.bootTimeout, stage)
+			m.Message = fmt.Sprintf("no config fetched after %s; last boot stage reached: %s%s", cfg.bootTimeout, stage, stageHint(cfg, pr.Stage))
 			_ = updateClaim(cfg.StateDir, h.server.Name, func(c *claim) { c.Message = m.Message })
 			return m, nil
 		case <-tick.C:
 		}
 	}
+}
+
+// stageHint says what to look at when a machine stopped after stage.
+func stageHint(cfg *config, stage string) string {
+	switch stage {
+	case "":
+		if cfg.ProxyDHCP {
+			return "; proxy DHCP heard no PXE request from it: check the inventory's mac is its boot NIC, that the NIC network-boots, and dhcpInterface"
+		}
+		return "; check the site's DHCP sends it to k2's boot server (docs/metal.md) and the inventory's mac is its boot NIC"
+	case netboot.StageDHCP:
+		return "; it got proxy DHCP's answer but fetched no iPXE: check that UDP " + cfg.TFTPAddress + " (TFTP) reaches this host"
+	case netboot.StageTFTP:
+		return "; it loaded iPXE but did not fetch its script: check that iPXE reaches " + cfg.BootAddress + " (HTTP)"
+	}
+	return ""
 }
 
 // machineOf renders a claim as an sdk.Machine.

@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,8 +58,16 @@ var schema = []sdk.ConfigField{
 		Description: "IP:port of k2's TFTP server for iPXE (e.g. 10.0.0.1:69); empty: no TFTP (UEFI HTTP boot, or the site's TFTP)"},
 	{Name: "ipxeDir", Type: sdk.TypeString, Default: "/usr/lib/ipxe",
 		Description: "directory of the iPXE binaries served over TFTP (Debian's ipxe package)"},
+	{Name: "proxyDHCP", Type: sdk.TypeBool,
+		Description: "answer the PXE clients of the servers being booted with proxy DHCP (boot file and next-server, no address) beside the site's DHCP server, which keeps giving addresses; false: the site's DHCP sends PXE clients to k2 (docs/metal.md)"},
+	{Name: "dhcpAddress", Type: sdk.TypeString, Default: "0.0.0.0:67",
+		Description: "where proxy DHCP listens (IP:port); on port 67 it also answers PXE boot-server requests on 4011 of the same IP"},
+	{Name: "dhcpInterface", Type: sdk.TypeString,
+		Description: "network interface proxy DHCP listens and broadcasts on (e.g. eno1), the servers' network; empty: every interface"},
+	{Name: "efiBootFile", Type: sdk.TypeString, Default: "ipxe.efi",
+		Description: "iPXE binary proxy DHCP gives UEFI x64 PXE clients: ipxe.efi (iPXE's own drivers) or snponly.efi (the firmware's); BIOS clients get undionly.kpxe"},
 	{Name: "image", Type: sdk.TypeString,
-		Description: "directory of the k2 OS boot image ('k2 os build -o DIR': vmlinuz, initramfs.cpio.gz)"},
+		Description: "directory of the k2 OS boot image ('k2 os build -o DIR'): the kernel and initramfs its k2os.json names (e.g. vmlinuz, initramfs.cpio.zst)"},
 	{Name: "kernelArgs", Type: sdk.TypeString,
 		Description: "kernel command line added after the image's own (k2os.json's cmdline)"},
 	{Name: "bootMode", Type: sdk.TypeString, Default: "uefi",
@@ -102,6 +111,10 @@ type config struct {
 	KernelArgs  *string `json:"kernelArgs"`
 	BootMode    string  `json:"bootMode"`
 	HTTPBoot    bool    `json:"httpBoot"`
+	ProxyDHCP   bool    `json:"proxyDHCP"`
+	DHCPAddress string  `json:"dhcpAddress"`
+	DHCPIface   string  `json:"dhcpInterface"`
+	EFIBootFile string  `json:"efiBootFile"`
 	BootTimeout string  `json:"bootTimeout"`
 	BMCAttempts int     `json:"bmcAttempts"`
 
@@ -144,6 +157,26 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	if cfg.BootTimeout != "" {
 		if d, err := time.ParseDuration(cfg.BootTimeout); err == nil {
 			cfg.bootTimeout = d
+		}
+	}
+	if cfg.DHCPAddress == "" {
+		cfg.DHCPAddress = "0.0.0.0:67"
+	}
+	if cfg.ProxyDHCP {
+		if cfg.BootAddress == "" || cfg.TFTPAddress == "" {
+			ds.Errorf("config.proxyDHCP", "proxyDHCP needs k2's boot server: set bootAddress and tftpAddress (this host's address on the servers' network)")
+		} else if h, _, err := net.SplitHostPort(cfg.TFTPAddress); err != nil || net.ParseIP(h).To4() == nil || net.ParseIP(h).IsUnspecified() {
+			ds.Errorf("config.tftpAddress", "proxyDHCP gives PXE clients tftpAddress's IP as next-server: %q must be IPv4:port of this host on the servers' network, e.g. 10.0.0.1:69", cfg.TFTPAddress)
+		}
+		if _, _, err := net.SplitHostPort(cfg.DHCPAddress); err != nil {
+			ds.Errorf("config.dhcpAddress", "dhcpAddress %q: %v; e.g. 0.0.0.0:67", cfg.DHCPAddress, err)
+		}
+		switch cfg.EFIBootFile {
+		case "":
+			cfg.EFIBootFile = "ipxe.efi"
+		case "ipxe.efi", "snponly.efi":
+		default:
+			ds.Errorf("config.efiBootFile", "efiBootFile %q: use ipxe.efi or snponly.efi", cfg.EFIBootFile)
 		}
 	}
 	if cfg.BootAddress != "" && cfg.Image == "" {
@@ -203,12 +236,13 @@ func (c *config) initramfs() string {
 	if f := c.manifest().Initramfs.File; f != "" {
 		return filepath.Join(c.Image, filepath.Base(f))
 	}
-	for _, n := range []string{"initramfs.cpio.gz", "initramfs.cpio.zst", "initramfs.cpio", "initrd"} {
+	// Without k2os.json: the names 'k2 os build' uses (zstd by default).
+	for _, n := range []string{"initramfs.cpio.zst", "initramfs.cpio.gz", "initramfs.cpio", "initrd"} {
 		if p := filepath.Join(c.Image, n); fileExists(p) {
 			return p
 		}
 	}
-	return filepath.Join(c.Image, "initramfs.cpio.gz")
+	return filepath.Join(c.Image, "initramfs.cpio.zst")
 }
 
 func fileExists(p string) bool {
