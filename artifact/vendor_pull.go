@@ -21,6 +21,7 @@ import (
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/content"
 
+	"k2.dev/k2/internal/iocount"
 	"k2.dev/k2/internal/ociarchive"
 )
 
@@ -115,7 +116,7 @@ func (b *builder) vendorImage(ctx context.Context, im *ImageRef) error {
 	defer os.Remove(f.Name())
 	defer f.Close()
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(f, h)}
+	cw := &iocount.Writer{W: io.MultiWriter(f, h)}
 	if err := ociarchive.Write(cw, []ociarchive.Named{{Ref: im.Ref, Image: img}}); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -126,24 +127,13 @@ func (b *builder) vendorImage(ctx context.Context, im *ImageRef) error {
 		return err
 	}
 	im.Archive = &ImageArchiveSpec{MediaType: ImageArchiveMediaType,
-		Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.n}
+		Digest: "sha256:" + hex.EncodeToString(h.Sum(nil)), Size: cw.N}
 	if err := pushIfMissing(ctx, b.blobs, archiveDesc(*im), f); err != nil {
 		return fmt.Errorf("storing image archive: %w", err)
 	}
-	b.log.Info("image vendored", "ref", im.Ref, "digest", im.Digest, "size", cw.n,
+	b.log.Info("image vendored", "ref", im.Ref, "digest", im.Digest, "size", cw.N,
 		"elapsed", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // fetchImage reads an image manifest and config through an oras fetcher

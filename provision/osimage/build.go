@@ -27,6 +27,7 @@ import (
 	"github.com/u-root/u-root/pkg/ldd"
 
 	"k2.dev/k2/internal/atomicfile"
+	"k2.dev/k2/internal/iocount"
 )
 
 // File names in an image directory (and titles of its OCI layers).
@@ -527,7 +528,7 @@ func (t *tree) write(ctx context.Context, dst, level string) (FileInfo, error) {
 	defer os.Remove(tmp)
 	defer f.Close()
 	h := sha256.New()
-	out := &countWriter{w: io.MultiWriter(f, h)}
+	out := &iocount.Writer{W: io.MultiWriter(f, h)}
 	var zw io.WriteCloser = nopCloser{out}
 	compression := ""
 	if level != LevelNone {
@@ -540,7 +541,7 @@ func (t *tree) write(ctx context.Context, dst, level string) (FileInfo, error) {
 		}
 		compression = "zstd"
 	}
-	raw := &countWriter{w: zw}
+	raw := &iocount.Writer{W: zw}
 	rw := cpio.Newc.Writer(raw)
 	for i, p := range paths {
 		if err := ctx.Err(); err != nil {
@@ -594,18 +595,7 @@ func (t *tree) write(ctx context.Context, dst, level string) (FileInfo, error) {
 	if err := os.Rename(tmp, dst); err != nil {
 		return FileInfo{}, err
 	}
-	return FileInfo{File: filepath.Base(dst), Size: out.n, SHA256: hex.EncodeToString(h.Sum(nil)), Uncompressed: raw.n, Compression: compression}, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return FileInfo{File: filepath.Base(dst), Size: out.N, SHA256: hex.EncodeToString(h.Sum(nil)), Uncompressed: raw.N, Compression: compression}, nil
 }
 
 type nopCloser struct{ io.Writer }
