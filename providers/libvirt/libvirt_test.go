@@ -210,3 +210,74 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestPowerAndConsole drives Power and Console through the plugin
+// protocol against the test driver, checking the domain's state with
+// virsh: off shuts it off, on and reset leave it running, List agrees; a
+// bad action or machine is a diagnostic. The test driver keeps no console
+// log and has no console to follow: Console says so instead of failing,
+// and following ends with ctx.
+func TestPowerAndConsole(t *testing.T) {
+	d, uri := testDriver(t)
+	cfg := config(t, map[string]any{"uri": uri, "image": fakeImage(t), "poll_interval": "50ms", "shutdown_timeout": "2s"})
+	p := providertest.Connect(t, libvirt.New)
+	m := create(t, p, workerRequest("req-1", "dev", "dev-worker-0", cfg)).Machines[0]
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Cleanup(func() { p.Delete(context.Background(), &sdk.DeleteRequest{Config: cfg, MachineIDs: []string{m.ID}}) })
+
+	for _, tc := range []struct{ action, state, domstate string }{
+		{sdk.PowerOff, sdk.StateStopped, "shut off"},
+		{sdk.PowerOff, sdk.StateStopped, "shut off"}, // already off
+		{sdk.PowerOn, sdk.StateRunning, "running"},
+		{sdk.PowerReset, sdk.StateRunning, "running"},
+		{sdk.PowerOff, sdk.StateStopped, "shut off"},
+		{sdk.PowerReset, sdk.StateRunning, "running"}, // reset of an off machine starts it
+	} {
+		r, err := p.Power(ctx, &sdk.PowerRequest{Config: cfg, MachineID: m.ID, Action: tc.action})
+		if err != nil || r.Diagnostics.HasErrors() {
+			t.Fatalf("power %s: %v %v", tc.action, err, r.Diagnostics)
+		}
+		if r.State != tc.state {
+			t.Errorf("power %s: state %q, want %q", tc.action, r.State, tc.state)
+		}
+		if out, err := d.Virsh("test", "domstate", "dev-worker-0"); err != nil || strings.TrimSpace(out) != tc.domstate {
+			t.Errorf("power %s: virsh domstate %q %v, want %q", tc.action, strings.TrimSpace(out), err, tc.domstate)
+		}
+		l, err := p.List(ctx, &sdk.ListRequest{Config: cfg})
+		if err != nil || len(l.Machines) != 1 || l.Machines[0].State != tc.state {
+			t.Errorf("power %s: List %+v %v, want one machine %s", tc.action, l, err, tc.state)
+		}
+	}
+	for _, tc := range []struct{ id, action, path string }{
+		{m.ID, "reboot", "action"},
+		{"no-such-machine", sdk.PowerOn, "machineID"},
+	} {
+		r, err := p.Power(ctx, &sdk.PowerRequest{Config: cfg, MachineID: tc.id, Action: tc.action})
+		if err != nil || !r.Diagnostics.HasErrors() || r.Diagnostics[0].Path != tc.path {
+			t.Errorf("power %s %s: %v %+v, want a diagnostic at %s", tc.action, tc.id, err, r, tc.path)
+		}
+	}
+
+	var out strings.Builder
+	if err := p.Console(ctx, &sdk.ConsoleRequest{Config: cfg, MachineID: m.ID, Output: &out}); err != nil {
+		t.Errorf("Console: %v", err)
+	}
+	if want := "(the test driver keeps no console log of dev-worker-0)\n"; out.String() != want {
+		t.Errorf("Console wrote %q, want %q", out.String(), want)
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer fcancel()
+	out.Reset()
+	start := time.Now()
+	if err := p.Console(fctx, &sdk.ConsoleRequest{Config: cfg, MachineID: m.ID, Follow: true, Output: &out}); err != nil {
+		t.Errorf("Console -f: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Console -f returned %s after its ctx ended", took-2*time.Second)
+	}
+	t.Logf("Console -f wrote %q", out.String())
+	if err := p.Console(ctx, &sdk.ConsoleRequest{Config: cfg, MachineID: "no-such-machine", Output: &out}); err == nil || !strings.Contains(err.Error(), "no machine no-such-machine") {
+		t.Errorf("Console of an unknown machine: %v", err)
+	}
+}

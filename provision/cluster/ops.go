@@ -89,9 +89,14 @@ func Destroy(ctx context.Context, s *state.Store, home, env string, prov engine.
 
 // Status is what `k2 status` reports about an environment.
 type Status struct {
-	Env      *state.Environment `json:"env"`
-	Last     *state.Deployment  `json:"lastDeployment,omitempty"`
-	Machines []state.Machine    `json:"machines"`
+	Env  *state.Environment `json:"env"`
+	Last *state.Deployment  `json:"lastDeployment,omitempty"`
+	// Machines are k2's records of the environment's machines, each with
+	// what the provider reports of it now when it was asked (WithProvider).
+	Machines []MachineStatus `json:"machines"`
+	// ProviderWarning says why the provider's view is missing when it was
+	// to be asked but could not be (not started, unreachable, refused).
+	ProviderWarning string `json:"providerWarning,omitempty"`
 	// Servers are the control plane's servers, each with its datastore
 	// role and health as it reports them.
 	Servers  []ServerStatus    `json:"servers,omitempty"`
@@ -171,8 +176,24 @@ type AppStatus struct {
 }
 
 // GetStatus gathers env's state: records from the store and, when the
-// cluster answers, its nodes and Apps.
-func GetStatus(ctx context.Context, s *state.Store, home, env string) (*Status, error) {
+// cluster answers, its nodes and Apps; with WithProvider, also what the
+// provider reports of each machine.
+func GetStatus(ctx context.Context, s *state.Store, home, env string, opts ...StatusOption) (*Status, error) {
+	st, err := getStatus(ctx, s, home, env)
+	if err != nil {
+		return nil, err
+	}
+	var o statusOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.open != nil {
+		st.observe(ctx, o.open)
+	}
+	return st, nil
+}
+
+func getStatus(ctx context.Context, s *state.Store, home, env string) (*Status, error) {
 	e, err := s.GetEnv(ctx, env)
 	if err != nil {
 		return nil, engine.UserError(err)
@@ -181,8 +202,13 @@ func GetStatus(ctx context.Context, s *state.Store, home, env string) (*Status, 
 	if d, err := s.LatestDeployment(ctx, env); err == nil {
 		st.Last = d
 	}
-	if st.Machines, err = s.ListMachines(ctx, env); err != nil {
+	ms, err := s.ListMachines(ctx, env)
+	if err != nil {
 		return nil, err
+	}
+	st.Machines = make([]MachineStatus, len(ms))
+	for i, m := range ms {
+		st.Machines[i] = MachineStatus{Machine: m}
 	}
 	st.Layers, _ = PreviousLayers(ctx, s, env)
 	if st.Last == nil || st.Last.Op == state.OpDestroy {

@@ -25,6 +25,7 @@ func deployCommands(g *globals) []*cobra.Command {
 		newApproveCmd(g),
 		newDiffCmd(g),
 		newMigrateCmd(g),
+		newMachineCmd(g),
 	}
 }
 

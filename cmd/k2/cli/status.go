@@ -3,12 +3,14 @@ package cli
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/provision/cluster"
+	"k2.dev/k2/provision/machine"
 	"k2.dev/k2/state"
 )
 
@@ -16,6 +18,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [env]",
 		Short: "Show an environment's machines, nodes, layers, apps and health",
+		Long: `Show an environment: its last deployment, health, machines, servers, nodes,
+Apps and layers. The machines are k2's records beside what the environment's
+provider reports of them now (one List call): PROVIDER STATE is running,
+stopped, failed, pending or missing (the provider no longer has it), with
+the addresses the provider reports. A stopped, failed or missing machine
+makes the environment unhealthy. If the provider cannot be asked, a warning
+line says so and the rest is shown as k2 knows it.`,
 		Example: `  k2 status
   k2 status prod -o json | jq .healthy`,
 		Args: rangeArgs(0, 1),
@@ -33,7 +42,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.Close()
-			st, err := cluster.GetStatus(cmd.Context(), s, g.home, env)
+			st, err := cluster.GetStatus(cmd.Context(), s, g.home, env, cluster.WithProvider(g.providerOpener()))
 			if err != nil {
 				return err
 			}
@@ -53,6 +62,9 @@ func writeStatus(w io.Writer, st *cluster.Status) error {
 		fmt.Fprintf(w, "Last:\t%s %s %s (%s)\n", st.Last.Op, st.Last.ArtifactRef, st.Last.Result, st.Last.StartedAt.Format("2006-01-02 15:04:05Z07:00"))
 	}
 	fmt.Fprintf(w, "Health:\t%s\n", health)
+	if st.ProviderWarning != "" {
+		fmt.Fprintf(w, "Warning:\t%s\n", st.ProviderWarning)
+	}
 	if f := st.Failure; f != nil {
 		where := f.Step
 		if f.Item != "" {
@@ -62,9 +74,23 @@ func writeStatus(w io.Writer, st *cluster.Status) error {
 		fmt.Fprintf(w, "Next:\tfix the cause, then '%s' to continue from there; or '%s' to delete its machines\n", f.Next[0], f.Next[1])
 	}
 	t := output.Table(w)
-	fmt.Fprintln(t, "\nMACHINE\tROLE\tPOOL\tSTATE\tPROVIDER ID")
+	asked := slices.ContainsFunc(st.Machines, func(m cluster.MachineStatus) bool { return m.ProviderState != "" })
+	if asked {
+		fmt.Fprintln(t, "\nMACHINE\tROLE\tPOOL\tSTATE\tPROVIDER ID\tPROVIDER STATE\tADDRESSES")
+	} else {
+		fmt.Fprintln(t, "\nMACHINE\tROLE\tPOOL\tSTATE\tPROVIDER ID")
+	}
 	for _, m := range st.Machines {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Pool, m.State, m.ProviderID)
+		if !asked {
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Pool, m.State, m.ProviderID)
+			continue
+		}
+		addrs := m.ProviderAddresses
+		if len(addrs) == 0 && m.ProviderState != machine.StateMissing {
+			addrs = m.Addresses
+		}
+		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Role, m.Pool, m.State, dash(m.ProviderID),
+			m.ProviderState, dash(strings.Join(addrs, ",")))
 	}
 	if len(st.Servers) > 0 {
 		fmt.Fprintln(t, "\nSERVER\tDATASTORE\tROLE\tHEALTH\tAPI\tLEADS")
