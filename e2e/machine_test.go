@@ -8,10 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"k2.dev/k2/internal/testutil"
 )
 
 // liveStatus is the part of `k2 status -o json` about the provider's view
@@ -186,7 +187,7 @@ func checkConsoleFollow(t *testing.T, home string) {
 	t.Helper()
 	cmd := exec.Command(k2Bin, "machine", "console", "pw", "worker-0", "--follow")
 	cmd.Env = append(os.Environ(), "K2_HOME="+home, "NO_COLOR=1")
-	out := &lockedBuffer{}
+	out := &testutil.SyncBuffer{}
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = out, &stderr
 	if err := cmd.Start(); err != nil {
@@ -217,21 +218,4 @@ func checkConsoleFollow(t *testing.T, home string) {
 	case <-time.After(20 * time.Second):
 		t.Errorf("console -f still running 20 s after SIGINT")
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"k2.dev/k2/internal/testutil"
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/local"
 	"k2.dev/k2/providers/sdk"
@@ -172,7 +172,7 @@ func TestPowerOffOnReset(t *testing.T) {
 func TestConsoleFollow(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testutil.SyncBuffer{}
 	done := make(chan error, 1)
 	n := 0
 	go func() { done <- machine.Console(ctx, f.store, "dev", "worker-0", true, out, opener(f.prov, &n)) }()
@@ -193,7 +193,7 @@ func TestConsoleFollow(t *testing.T) {
 }
 
 // waitFor waits until out holds n boots.
-func waitFor(t *testing.T, out *syncBuffer, n int) {
+func waitFor(t *testing.T, out *testutil.SyncBuffer, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for strings.Count(out.String(), "booted") < n {
@@ -202,23 +202,6 @@ func waitFor(t *testing.T, out *syncBuffer, n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestObserveMissingAndUnrecorded: a machine the provider no longer has
