@@ -24,6 +24,9 @@ type deployStatus struct {
 		Name       string `json:"name"`
 		ProviderID string `json:"providerId"`
 		Role       string `json:"role"`
+		// The provider's view (machine_test.go).
+		ProviderState     string   `json:"providerState"`
+		ProviderAddresses []string `json:"providerAddresses"`
 	} `json:"machines"`
 	Nodes []struct {
 		Name  string `json:"name"`
@@ -33,7 +36,8 @@ type deployStatus struct {
 		Name  string `json:"name"`
 		Ready bool   `json:"ready"`
 	} `json:"apps"`
-	Problems []string `json:"problems"`
+	Problems        []string `json:"problems"`
+	ProviderWarning string   `json:"providerWarning"`
 }
 
 func status(t *testing.T, home, env string) deployStatus {

@@ -15,37 +15,8 @@ import (
 	"k2.dev/k2/internal/testutil"
 )
 
-// liveStatus is the part of `k2 status -o json` about the provider's view
-// of the machines.
-type liveStatus struct {
-	Healthy  bool `json:"healthy"`
-	Machines []struct {
-		Name              string   `json:"name"`
-		State             string   `json:"state"`
-		ProviderID        string   `json:"providerId"`
-		ProviderState     string   `json:"providerState"`
-		ProviderAddresses []string `json:"providerAddresses"`
-	} `json:"machines"`
-	Nodes []struct {
-		Name  string `json:"name"`
-		Ready bool   `json:"ready"`
-	} `json:"nodes"`
-	Problems        []string `json:"problems"`
-	ProviderWarning string   `json:"providerWarning"`
-}
-
-func getLiveStatus(t *testing.T, home, env string) liveStatus {
-	t.Helper()
-	r := mustK2(t, home, "status", env, "-o", "json")
-	var st liveStatus
-	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
-		t.Fatalf("status -o json: %v\n%s", err, r.Stdout)
-	}
-	return st
-}
-
 // providerStates maps machine name → the provider's state of it.
-func (st liveStatus) providerStates() map[string]string {
+func (st deployStatus) providerStates() map[string]string {
 	out := map[string]string{}
 	for _, m := range st.Machines {
 		out[m.Name] = m.ProviderState
@@ -53,7 +24,7 @@ func (st liveStatus) providerStates() map[string]string {
 	return out
 }
 
-func (st liveStatus) nodeReady(name string) bool {
+func (st deployStatus) nodeReady(name string) bool {
 	for _, n := range st.Nodes {
 		if n.Name == name {
 			return n.Ready
@@ -80,7 +51,7 @@ func TestMachinePowerAndConsole(t *testing.T) {
 	t.Cleanup(func() { k2(t, home, "destroy", "pw", "--yes") })
 	mustK2(t, home, "deploy", "power:v1", "--env", "pw")
 
-	st := getLiveStatus(t, home, "pw")
+	st := status(t, home, "pw")
 	want := map[string]string{"pw-control-plane-0": "running", "pw-worker-0": "running"}
 	if got := st.providerStates(); fmt.Sprint(got) != fmt.Sprint(want) || !st.Healthy || st.ProviderWarning != "" {
 		t.Fatalf("status after deploy: provider states %v, healthy %v, problems %q, warning %q", got, st.Healthy, st.Problems, st.ProviderWarning)
@@ -103,14 +74,14 @@ func TestMachinePowerAndConsole(t *testing.T) {
 	if pr.Machine != "pw-worker-0" || pr.Action != "off" || pr.State != "stopped" {
 		t.Errorf("power off printed %+v", pr)
 	}
-	st = getLiveStatus(t, home, "pw")
+	st = status(t, home, "pw")
 	want["pw-worker-0"] = "stopped"
 	if got := st.providerStates(); fmt.Sprint(got) != fmt.Sprint(want) || st.Healthy || !strings.Contains(strings.Join(st.Problems, "\n"), "machine pw-worker-0 is stopped") {
 		t.Errorf("status after power off: provider states %v, healthy %v, problems %q", got, st.Healthy, st.Problems)
 	}
 	off := time.Now()
 	eventually(t, 100*time.Second, "the powered-off node to become NotReady", func() error {
-		if getLiveStatus(t, home, "pw").nodeReady("pw-worker-0") {
+		if status(t, home, "pw").nodeReady("pw-worker-0") {
 			return fmt.Errorf("node pw-worker-0 still Ready")
 		}
 		return nil
@@ -123,7 +94,7 @@ func TestMachinePowerAndConsole(t *testing.T) {
 	}
 	on := time.Now()
 	eventually(t, 60*time.Second, "the node Ready again after power on", func() error {
-		st := getLiveStatus(t, home, "pw")
+		st := status(t, home, "pw")
 		if got := st.providerStates()["pw-worker-0"]; got != "running" || !st.nodeReady("pw-worker-0") || !st.Healthy {
 			return fmt.Errorf("provider state %s, node ready %v, problems %q", got, st.nodeReady("pw-worker-0"), st.Problems)
 		}
@@ -164,7 +135,7 @@ func TestMachinePowerAndConsole(t *testing.T) {
 			t.Errorf("status text lacks %q:\n%s", want, r.Stdout)
 		}
 	}
-	if got := getLiveStatus(t, home, "pw").providerStates()["pw-worker-0"]; got != "missing" {
+	if got := status(t, home, "pw").providerStates()["pw-worker-0"]; got != "missing" {
 		t.Errorf("removed machine's provider state %q, want missing", got)
 	}
 
