@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"k2.dev/k2/providers/sdk"
@@ -60,7 +61,11 @@ func (st *Status) observe(ctx context.Context, open machine.Opener) {
 		return machine.Observe(ctx, prov, sdk.Config(st.Env.ProviderConfig), ms)
 	}()
 	if err != nil {
-		st.ProviderWarning = fmt.Sprintf("provider %s: %v; the machines' states are k2's records only", st.Env.Provider, err)
+		msg := err.Error()
+		if !strings.Contains(msg, st.Env.Provider) {
+			msg = fmt.Sprintf("provider %s: %s", st.Env.Provider, msg)
+		}
+		st.ProviderWarning = msg + "; the machines' states are k2's records only"
 		return
 	}
 	for i := range st.Machines {

@@ -144,7 +144,7 @@ func TestStatusWithProvider(t *testing.T) {
 	}
 
 	for name, o := range map[string]machine.Opener{
-		"not started": open(nil, errors.New("no provider plugin named local")),
+		"not started": open(nil, errors.New(`provider "local" did not start: exec format error`)),
 		"List fails":  open(listed{err: errors.New("connection refused")}, nil),
 	} {
 		st, err := GetStatus(ctx, s, home, "dev", WithProvider(o))
@@ -155,8 +155,9 @@ func TestStatusWithProvider(t *testing.T) {
 		if diff := cmp.Diff(want, rows(st)); diff != "" {
 			t.Errorf("%s: machines (-want +got):\n%s", name, diff)
 		}
-		if !strings.HasPrefix(st.ProviderWarning, "provider local: ") || !strings.HasSuffix(st.ProviderWarning, "the machines' states are k2's records only") {
-			t.Errorf("%s: warning %q", name, st.ProviderWarning)
+		if want := map[string]string{"not started": `provider "local" did not start: exec format error`, "List fails": "provider local: connection refused"}[name] +
+			"; the machines' states are k2's records only"; st.ProviderWarning != want {
+			t.Errorf("%s: warning %q, want %q", name, st.ProviderWarning, want)
 		}
 	}
 	if opens != 3 {
