@@ -234,14 +234,15 @@ func (p *Provider) Power(ctx context.Context, req *sdk.PowerRequest) (*sdk.Power
 }
 
 // Console copies the machine's log; with Follow it keeps copying new output
-// until ctx ends.
+// until ctx ends or the machine is deleted.
 func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
 	cfg, _ := load(req.Config)
 	name, ok := nameOf(req.MachineID)
 	if !ok {
 		return fmt.Errorf("no machine %q", req.MachineID)
 	}
-	f, err := os.Open(filepath.Join(machineDir(cfg.StateDir, name), "agent.log"))
+	dir := machineDir(cfg.StateDir, name)
+	f, err := os.Open(filepath.Join(dir, "agent.log"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -260,6 +261,10 @@ func (p *Provider) Console(ctx context.Context, req *sdk.ConsoleRequest) error {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(200 * time.Millisecond):
+		}
+		if _, err := readRecord(dir); errors.Is(err, os.ErrNotExist) {
+			_, err := io.Copy(req.Output, f) // its last words
+			return err
 		}
 	}
 }
