@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
 	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/state"
 )
 
-// PowerActions are the actions Power takes, in the order help shows them.
+// PowerActions are the actions Power takes.
 var PowerActions = []string{sdk.PowerOn, sdk.PowerOff, sdk.PowerReset}
 
 // PowerResult is what `k2 machine power` reports.
@@ -29,9 +30,7 @@ type PowerResult struct {
 // record of the machine is not changed: powered off, it is still the
 // environment's machine (`k2 status` shows the provider's state beside it).
 func Power(ctx context.Context, s *state.Store, env, name, action string, opener Opener) (*PowerResult, error) {
-	switch action {
-	case sdk.PowerOn, sdk.PowerOff, sdk.PowerReset:
-	default:
+	if !slices.Contains(PowerActions, action) {
 		return nil, usererr.Usage("power action %q: use on, off or reset", action)
 	}
 	t, prov, closer, err := open(ctx, s, env, name, "power", opener)

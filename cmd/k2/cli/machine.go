@@ -47,8 +47,13 @@ rejoins.`,
 		Example: `  k2 machine power dev worker-0 off
   k2 machine power dev dev-worker-0 on -o json
   k2 machine power lab control-plane-0 reset`,
-		Args:      exactArgs(3),
-		ValidArgs: machine.PowerActions,
+		Args: exactArgs(3),
+		ValidArgsFunction: func(_ *cobra.Command, args []string, _ string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 2 {
+				return machine.PowerActions, cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := g.format()
 			if err != nil {
