@@ -200,12 +200,15 @@ func TestMetalNetworkBoot(t *testing.T) {
 	// Both nodes Ready; the App's pods Running, one at least on the worker.
 	eventually(t, 3*time.Minute, "2 Ready nodes and the App's 2 pods Running", func() error {
 		nodes, err := kubectlLV(d, home, env, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
-		if err != nil || strings.Count(nodes, "=True") != 2 {
-			return fmt.Errorf("nodes: %v %s", err, nodes)
+		if err != nil {
+			return fmt.Errorf("kubectl get nodes: %w: %s", err, nodes)
+		}
+		if strings.Count(nodes, "=True") != 2 {
+			return fmt.Errorf("nodes: %s", nodes)
 		}
 		pods, err := kubectlLV(d, home, env, "get", "pods", "-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.nodeName}={.status.phase} {end}`)
 		if err != nil {
-			return fmt.Errorf("pods: %v %s", err, pods)
+			return fmt.Errorf("kubectl get pods: %w: %s", err, pods)
 		}
 		running, onWorker := 0, 0
 		for _, p := range strings.Fields(pods) {
@@ -312,14 +315,14 @@ func (s *metalServer) power(d *libvirttest.Daemon, state, target string) error {
 		return err
 	}
 	if out, err := d.Virsh("qemu", "define", xmlFile); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	s.mu.Lock()
 	s.poweredOn = time.Now()
 	s.boots = append(s.boots, dev)
 	s.mu.Unlock()
 	if out, err := d.Virsh("qemu", "start", s.name); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	return nil
 }
