@@ -50,7 +50,14 @@ func (s *Server) serveMachine(w http.ResponseWriter, r *http.Request) {
 		if token != "" {
 			cmdline = strings.TrimSpace(cmdline + " " + m.ConfigParam + "=" + s.URL() + "/c/" + token)
 		}
-		script := fmt.Sprintf("#!ipxe\necho k2: booting %s\nkernel %s/kernel initrd=initrd %s\ninitrd --name initrd %s/initrd\nboot\n", m.Name, base, cmdline, base)
+		kernel, initrd := base+"/kernel", base+"/initrd"
+		if isURL(m.Kernel) {
+			kernel = m.Kernel // the site's mirror serves it
+		}
+		if isURL(m.Initramfs) {
+			initrd = m.Initramfs
+		}
+		script := fmt.Sprintf("#!ipxe\necho k2: booting %s\nkernel %s initrd=initrd %s\ninitrd --name initrd %s\nboot\n", m.Name, kernel, cmdline, initrd)
 		n, _ := io.WriteString(w, script)
 		ev.Bytes, ev.Took = int64(n), time.Since(start)
 		s.record(ev)
@@ -114,6 +121,8 @@ func (s *Server) serveConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(ev)
 }
+
+func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
 
 type countWriter struct {
 	w http.ResponseWriter

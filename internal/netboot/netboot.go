@@ -45,7 +45,9 @@ var stageOrder = map[string]int{StageDHCP: 1, StageTFTP: 2, StageScript: 3, Stag
 type Machine struct {
 	Name string
 	MAC  string
-	// Kernel and Initramfs are files on this host.
+	// Kernel and Initramfs are files on this host, served by k2, or
+	// http(s) URLs (a site's mirror) iPXE fetches them from directly; the
+	// kernel and initramfs stages are then not seen here.
 	Kernel, Initramfs string
 	// Cmdline is the kernel command line; the server appends
 	// "<ConfigParam>=<single-use URL>" when Config is set.

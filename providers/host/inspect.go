@@ -76,5 +76,8 @@ func CapabilitySummary(c sdk.Capabilities) string {
 			parts = append(parts, b.name)
 		}
 	}
+	if len(c.OperatingSystems) > 0 {
+		parts = append(parts, "os="+strings.Join(c.OperatingSystems, ","))
+	}
 	return strings.Join(parts, " ")
 }

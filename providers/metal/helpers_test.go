@@ -76,6 +76,12 @@ func writeInventory(t *testing.T, path string, inv Inventory) {
 		if s.CPU != 0 {
 			fmt.Fprintf(&b, "    cpu: %d\n", s.CPU)
 		}
+		if s.Disk != "" {
+			fmt.Fprintf(&b, "    disk: %q\n", s.Disk)
+		}
+		if s.Address != "" {
+			fmt.Fprintf(&b, "    address: %s\n", s.Address)
+		}
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)

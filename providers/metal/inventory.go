@@ -49,6 +49,10 @@ type Server struct {
 	Pool string `yaml:"pool,omitempty" json:"pool,omitempty"`
 	// Disk is the install disk for OS talos (default /dev/sda).
 	Disk string `yaml:"disk,omitempty" json:"disk,omitempty"`
+	// Address is the server's IP on the boot network when it is fixed (a
+	// DHCP reservation): OS talos reaches its API there, and the first
+	// control plane's is the cluster endpoint unless talosEndpoint is set.
+	Address string `yaml:"address,omitempty" json:"address,omitempty"`
 	// Line is the line of the entry in the inventory file.
 	Line int `yaml:"-" json:"-"`
 }
@@ -153,6 +157,14 @@ func ParseInventory(path string, b []byte) (*Inventory, error) {
 				bad(i, *s, "mac %s is also machines[%d]'s", s.MAC, j)
 			}
 			macs[s.MAC] = i
+		}
+		if s.Disk != "" && (!strings.HasPrefix(s.Disk, "/dev/") || strings.ContainsAny(s.Disk, " \t")) {
+			// Talos's machinery takes any string as the install disk and
+			// fails only on the machine: checked here.
+			bad(i, *s, "disk %q is not a device path such as /dev/sda or /dev/nvme0n1", s.Disk)
+		}
+		if s.Address != "" && net.ParseIP(s.Address) == nil {
+			bad(i, *s, "address %q is not an IP address such as 10.0.0.31", s.Address)
 		}
 		switch s.Arch {
 		case "amd64", "arm64":

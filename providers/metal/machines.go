@@ -22,6 +22,7 @@ import (
 func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.CreateResponse, error) {
 	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, &req.Bootstrap)...)
+	ds = append(ds, cfg.checkOS(&req.Bootstrap)...)
 	if ds.HasErrors() {
 		return &sdk.CreateResponse{Diagnostics: ds}, nil
 	}
@@ -31,6 +32,27 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 	held, ds, err := p.claim(cfg, req)
 	if err != nil || ds.HasErrors() {
 		return &sdk.CreateResponse{Diagnostics: ds}, err
+	}
+	var tc *talosCluster
+	if req.Bootstrap.OSOf() == sdk.OSTalos && len(held) > 0 {
+		// Every machine's config is made and validated before any BMC is
+		// touched: machinery's refusal names the machine.
+		env := held[0].req.Labels[sdk.LabelEnvironment]
+		if tc, err = openTalos(cfg, env, &req.Bootstrap, held); err != nil {
+			if errors.Is(err, ErrTalosConfig) {
+				ds.Errorf("config.talosEndpoint", "%v", err)
+				return &sdk.CreateResponse{Diagnostics: ds}, nil
+			}
+			return nil, err
+		}
+		for i := range held {
+			if held[i].talos, err = tc.config(cfg, env, &req.Bootstrap, held[i]); err != nil {
+				ds.Errorf(fmt.Sprintf("machines[%d]", held[i].index), "server %s (%s): %v", held[i].server.Name, cfg.inv.Path, err)
+			}
+		}
+		if ds.HasErrors() {
+			return &sdk.CreateResponse{Diagnostics: ds}, nil
+		}
 	}
 
 	var srv *netboot.Server
@@ -48,6 +70,9 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 	for i, h := range held {
 		go func() {
 			out[i], errs[i] = p.boot1(ctx, cfg, srv, req, h)
+			if errs[i] == nil && tc != nil && out[i].State != sdk.StateFailed {
+				out[i], errs[i] = p.bootstrapTalos(ctx, cfg, req, tc, h, out[i])
+			}
 			done <- i
 		}()
 	}
@@ -68,7 +93,43 @@ func (p *Provider) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk.Cre
 		}
 		return nil, err
 	}
-	return &sdk.CreateResponse{Machines: out, Diagnostics: ds}, nil
+	resp := &sdk.CreateResponse{Machines: out, Diagnostics: ds}
+	if tc != nil {
+		resp.Kubeconfig = tc.kubeconfig
+	}
+	return resp, nil
+}
+
+// bootstrapTalos starts etcd on the environment's first Talos control
+// plane once it fetched its config (once per cluster), as `talosctl
+// bootstrap` would.
+func (p *Provider) bootstrapTalos(ctx context.Context, cfg *config, req *sdk.CreateRequest, tc *talosCluster, h held, m sdk.Machine) (sdk.Machine, error) {
+	if h.req.Role != "control-plane" || tc.Bootstrapped != "" {
+		return m, nil
+	}
+	if cfg.bootTimeout == 0 {
+		m.Message += "; not waited for (bootTimeout 0s), so etcd is not bootstrapped: run 'talosctl bootstrap' on it"
+		return m, nil
+	}
+	port := talosAPIPort
+	if p.talosPort != 0 {
+		port = p.talosPort
+	}
+	addr := talosAPIAddr(h.server, m.Addresses, port)
+	if addr == "" {
+		return m, fmt.Errorf("server %s: no address to reach its Talos API: set its address in %s", h.server.Name, cfg.inv.Path)
+	}
+	req.Report(h.req.Name, "bootstrapping etcd through the Talos API at %s", addr)
+	if err := talosBootstrap(ctx, tc.bundle, addr, cfg.bootstrapTimeout, func(msg string) { req.Report(h.req.Name, "%s", msg) }); err != nil {
+		m.State, m.Message = sdk.StateFailed, err.Error()
+		_ = updateClaim(cfg.StateDir, h.server.Name, func(c *claim) { c.Message = m.Message })
+		return m, nil
+	}
+	if err := markBootstrapped(cfg.StateDir, h.claim.Env, h.req.Name); err != nil {
+		return m, err
+	}
+	m.Message += "; etcd bootstrapped through " + addr
+	return m, nil
 }
 
 // bootOptions are the boot server's options from the config.
@@ -89,6 +150,8 @@ type held struct {
 	req    sdk.MachineRequest
 	server Server
 	claim  claim
+	// talos is the machine's Talos config (OS talos).
+	talos []byte
 }
 
 // claim finds or takes a server for every machine, all or none.
@@ -193,10 +256,15 @@ func (p *Provider) boot1(ctx context.Context, cfg *config, srv *netboot.Server, 
 		return m, nil // it fetched its config already: do not boot it again
 	}
 	if srv != nil {
-		err := srv.Add(netboot.Machine{
+		nm := netboot.Machine{
 			Name: h.req.Name, MAC: h.server.MAC, Kernel: cfg.kernel(), Initramfs: cfg.initramfs(),
 			Cmdline: cfg.cmdline(), Config: req.Bootstrap.UserData,
-		})
+		}
+		if h.talos != nil {
+			nm.Kernel, nm.Initramfs, nm.ConfigParam, nm.Config = cfg.TalosKernel, cfg.TalosInitramfs, "talos.config", h.talos
+			nm.Cmdline = strings.TrimSpace(talosKernelArgs + " " + *cfg.KernelArgs)
+		}
+		err := srv.Add(nm)
 		if err != nil {
 			return m, err
 		}
@@ -264,7 +332,11 @@ func (p *Provider) waitBoot(ctx context.Context, cfg *config, srv *netboot.Serve
 		}
 		if pr.Stage == netboot.StageConfig {
 			m.Addresses = pr.Addresses
-			m.Message = fmt.Sprintf("booted k2 OS; config fetched after %s (%d bytes served)", time.Since(start).Round(time.Second), pr.Bytes)
+			os := "k2 OS"
+			if req.Bootstrap.OSOf() == sdk.OSTalos {
+				os = "Talos " + req.Bootstrap.OSVersion
+			}
+			m.Message = fmt.Sprintf("booted %s; config fetched after %s (%d bytes served)", os, time.Since(start).Round(time.Second), pr.Bytes)
 			return m, nil
 		}
 		select {

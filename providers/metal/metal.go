@@ -21,10 +21,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	talosconfig "github.com/siderolabs/talos/pkg/machinery/config"
 
 	"k2.dev/k2/providers/sdk"
 )
@@ -40,6 +43,8 @@ type Provider struct {
 	Log *slog.Logger
 	// retry overrides the BMC retry policy (tests).
 	retry *retryPolicy
+	// talosPort overrides the Talos API's port 50000 (tests).
+	talosPort int
 }
 
 // New returns the metal provider.
@@ -68,6 +73,16 @@ var schema = []sdk.ConfigField{
 		Description: "iPXE binary proxy DHCP gives UEFI x64 PXE clients: ipxe.efi (iPXE's own drivers) or snponly.efi (the firmware's); BIOS clients get undionly.kpxe"},
 	{Name: "image", Type: sdk.TypeString,
 		Description: "directory of the k2 OS boot image ('k2 os build -o DIR'): the kernel and initramfs its k2os.json names (e.g. vmlinuz, initramfs.cpio.zst)"},
+	{Name: "talosKernel", Type: sdk.TypeString,
+		Description: "for OS talos artifacts: Talos's kernel (vmlinuz-amd64 of the version the artifact names), a path on this host or an http(s) URL of the site's mirror"},
+	{Name: "talosInitramfs", Type: sdk.TypeString,
+		Description: "for OS talos artifacts: Talos's initramfs (initramfs-amd64.xz), a path on this host or an http(s) URL of the site's mirror"},
+	{Name: "talosEndpoint", Type: sdk.TypeString,
+		Description: "for OS talos: the Kubernetes API endpoint (https://<VIP or name>:6443); default https://<the first control-plane server's inventory address>:6443"},
+	{Name: "talosImageRegistry", Type: sdk.TypeString,
+		Description: "for OS talos: the site's registry mirror every Talos and Kubernetes image is pulled from (host[:port][/path]); empty: the images' own registries"},
+	{Name: "talosBootstrapTimeout", Type: sdk.TypeDuration, Default: "20m",
+		Description: "for OS talos: how long Create waits for the first control plane's Talos API (port 50000, after it installed and rebooted) to take the etcd bootstrap"},
 	{Name: "kernelArgs", Type: sdk.TypeString,
 		Description: "kernel command line added after the image's own (k2os.json's cmdline)"},
 	{Name: "bootMode", Type: sdk.TypeString, Default: "uefi",
@@ -85,6 +100,7 @@ func capabilities() sdk.Capabilities {
 		Architectures:    []string{"amd64", "arm64"},
 		CustomSizes:      true,
 		BootstrapMethods: []string{sdk.BootstrapNetworkBoot},
+		OperatingSystems: []string{sdk.OSK2, sdk.OSTalos},
 		Power:            true,
 		PersistentDisks:  true,
 	}
@@ -94,7 +110,7 @@ func capabilities() sdk.Capabilities {
 func (p *Provider) Describe(context.Context, *sdk.DescribeRequest) (*sdk.DescribeResponse, error) {
 	return &sdk.DescribeResponse{
 		Name:         Name,
-		Description:  "physical servers from an inventory, powered through Redfish BMCs and network-booted (PXE/iPXE) by k2",
+		Description:  "physical servers from an inventory, powered through Redfish BMCs and network-booted (PXE/iPXE) by k2 into k2 OS or Talos",
 		Capabilities: capabilities(),
 		ConfigSchema: schema,
 	}, nil
@@ -115,11 +131,18 @@ type config struct {
 	DHCPAddress string  `json:"dhcpAddress"`
 	DHCPIface   string  `json:"dhcpInterface"`
 	EFIBootFile string  `json:"efiBootFile"`
-	BootTimeout string  `json:"bootTimeout"`
-	BMCAttempts int     `json:"bmcAttempts"`
 
-	inv         *Inventory
-	bootTimeout time.Duration
+	TalosKernel           string `json:"talosKernel"`
+	TalosInitramfs        string `json:"talosInitramfs"`
+	TalosEndpoint         string `json:"talosEndpoint"`
+	TalosImageRegistry    string `json:"talosImageRegistry"`
+	TalosBootstrapTimeout string `json:"talosBootstrapTimeout"`
+	BootTimeout           string `json:"bootTimeout"`
+	BMCAttempts           int    `json:"bmcAttempts"`
+
+	inv              *Inventory
+	bootTimeout      time.Duration
+	bootstrapTimeout time.Duration
 }
 
 // load decodes and checks the config and reads the inventory.
@@ -141,7 +164,7 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	}
 	if cfg.KernelArgs == nil {
 		s := ""
-		if cfg.Image != "" && cfg.manifest().Cmdline == "" {
+		if cfg.Image != "" && cfg.manifest().Cmdline == "" || cfg.Image == "" && cfg.TalosKernel != "" {
 			s = "console=tty0 console=ttyS0,115200"
 		}
 		cfg.KernelArgs = &s
@@ -157,6 +180,15 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	if cfg.BootTimeout != "" {
 		if d, err := time.ParseDuration(cfg.BootTimeout); err == nil {
 			cfg.bootTimeout = d
+		}
+	}
+	cfg.bootstrapTimeout = 20 * time.Minute
+	if d, err := time.ParseDuration(cfg.TalosBootstrapTimeout); err == nil {
+		cfg.bootstrapTimeout = d
+	}
+	if e := cfg.TalosEndpoint; e != "" {
+		if u, err := url.Parse(e); err != nil || u.Scheme != "https" || u.Host == "" {
+			ds.Errorf("config.talosEndpoint", "talosEndpoint %q: write the Kubernetes API URL, e.g. https://10.0.0.10:6443", e)
 		}
 	}
 	if cfg.DHCPAddress == "" {
@@ -179,9 +211,6 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 			ds.Errorf("config.efiBootFile", "efiBootFile %q: use ipxe.efi or snponly.efi", cfg.EFIBootFile)
 		}
 	}
-	if cfg.BootAddress != "" && cfg.Image == "" {
-		ds.Errorf("config.image", "bootAddress is set but image is not: name the directory of 'k2 os build -o DIR'")
-	}
 	if cfg.Image != "" {
 		for _, f := range []string{cfg.kernel(), cfg.initramfs()} {
 			if _, err := os.Stat(f); err != nil {
@@ -199,6 +228,38 @@ func load(c sdk.Config) (*config, sdk.Diagnostics) {
 	cfg.inv = inv
 	return cfg, ds
 }
+
+// checkOS checks what booting b's OS needs from the config.
+func (c *config) checkOS(b *sdk.Bootstrap) sdk.Diagnostics {
+	var ds sdk.Diagnostics
+	switch b.OSOf() {
+	case sdk.OSTalos:
+		if c.BootAddress == "" {
+			ds.Errorf("config.bootAddress", "OS talos: k2 serves the Talos machine configs from its boot server; set bootAddress")
+		}
+		if _, err := talosconfig.ParseContractFromVersion(b.OSVersion); err != nil {
+			ds.Errorf("bootstrap.osVersion", "OS talos version %q: %v; write OS talos version=v1.10.6 in the K8sfile", b.OSVersion, err)
+		}
+		for key, v := range map[string]string{"talosKernel": c.TalosKernel, "talosInitramfs": c.TalosInitramfs} {
+			switch {
+			case v == "":
+				ds.Errorf("config."+key, "OS talos: set %s to Talos %s's file on this host or its URL on the site's mirror", key, b.OSVersion)
+			case isURL(v):
+			default:
+				if _, err := os.Stat(v); err != nil {
+					ds.Errorf("config."+key, "%s: %v", key, err)
+				}
+			}
+		}
+	default:
+		if c.BootAddress != "" && c.Image == "" {
+			ds.Errorf("config.image", "bootAddress is set but image is not: name the directory of 'k2 os build -o DIR'")
+		}
+	}
+	return ds
+}
+
+func isURL(s string) bool { return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") }
 
 // imageManifest is the part of k2os.json ('k2 os build') k2 reads.
 type imageManifest struct {
@@ -271,8 +332,11 @@ func (p *Provider) log() *slog.Logger {
 // Validate checks the config, the inventory and the machines without
 // touching a BMC.
 func (p *Provider) Validate(_ context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
-	_, ds := load(req.Config)
+	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)
+	if req.Bootstrap != nil {
+		ds = append(ds, cfg.checkOS(req.Bootstrap)...)
+	}
 	return &sdk.ValidateResponse{Diagnostics: ds}, nil
 }
 

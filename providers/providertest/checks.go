@@ -235,6 +235,16 @@ func (s *suite) badRequests(t *testing.T, e *env) {
 			return ms
 		}, "bootstrap.method"},
 	}
+	// An OS the provider's machines do not boot (OS talos on a provider
+	// of k2 OS alone): refused, not booted as k2 OS.
+	unoffered := sdk.OSTalos
+	if slices.Contains(caps.OSes(), unoffered) {
+		unoffered = "k2-no-such-os"
+	}
+	cases = append(cases, bad{"UnadvertisedOS", func(ms []sdk.MachineRequest, b *sdk.Bootstrap) []sdk.MachineRequest {
+		b.OS, b.OSVersion, b.KubernetesVersion = unoffered, "v1.10.6", "v1.32.3"
+		return ms
+	}, "bootstrap.os"})
 	if !caps.CustomSizes {
 		cases = append(cases, bad{"CustomSizeNotOffered", func(ms []sdk.MachineRequest, _ *sdk.Bootstrap) []sdk.MachineRequest {
 			ms[0].CPU, ms[0].MemoryBytes = 3, 3<<30

@@ -114,6 +114,7 @@ func TestDishonestProviderFails(t *testing.T) {
 		"--- FAIL: TestDishonestProviderFails/BadRequests/UnadvertisedArch",
 		"Validate accepted a bad request (UnadvertisedArch)",
 		"Create accepted a bad request (UnadvertisedBootstrap)",
+		"Create accepted a bad request (UnadvertisedOS)",
 		"--- PASS: TestDishonestProviderFails/Lifecycle",
 	} {
 		if !strings.Contains(string(out), want) {

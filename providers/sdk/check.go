@@ -139,10 +139,22 @@ func CheckMachines(caps Capabilities, machines []MachineRequest, b *Bootstrap) D
 	if b != nil && !slices.Contains(caps.BootstrapMethods, b.Method) {
 		ds.Errorf("bootstrap.method", "bootstrap method %q is not offered; this provider offers %v", b.Method, caps.BootstrapMethods)
 	}
+	if b != nil && !slices.Contains(caps.OSes(), b.OSOf()) {
+		ds.Errorf("bootstrap.os", "OS %s is not offered: this provider's machines boot %v; build the artifact with OS k2, or deploy it with a provider that boots %s", b.OSOf(), caps.OSes(), b.OSOf())
+	}
 	if b != nil && b.Method == BootstrapExec && len(b.Command) == 0 {
 		ds.Errorf("bootstrap.command", "the exec bootstrap needs a command")
 	}
 	return ds
+}
+
+// OSes are the operating systems c's machines boot: OperatingSystems, or
+// k2 OS alone when it is empty.
+func (c Capabilities) OSes() []string {
+	if len(c.OperatingSystems) == 0 {
+		return []string{OSK2}
+	}
+	return c.OperatingSystems
 }
 
 func classNames(cs []MachineClass) []string {

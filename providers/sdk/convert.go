@@ -22,6 +22,7 @@ func capsToPB(c Capabilities) *pb.Capabilities {
 	out := &pb.Capabilities{
 		Architectures: c.Architectures, MaxMachines: c.MaxMachines, BootstrapMethods: c.BootstrapMethods,
 		Power: c.Power, Console: c.Console, PersistentDisks: c.PersistentDisks, CustomSizes: c.CustomSizes,
+		OperatingSystems: c.OperatingSystems,
 	}
 	for _, k := range c.Classes {
 		out.Classes = append(out.Classes, &pb.MachineClass{Name: k.Name, Cpu: k.CPU, MemoryBytes: k.MemoryBytes, DiskBytes: k.DiskBytes})
@@ -36,6 +37,7 @@ func capsFromPB(c *pb.Capabilities) Capabilities {
 	out := Capabilities{
 		Architectures: c.Architectures, MaxMachines: c.MaxMachines, BootstrapMethods: c.BootstrapMethods,
 		Power: c.Power, Console: c.Console, PersistentDisks: c.PersistentDisks, CustomSizes: c.CustomSizes,
+		OperatingSystems: c.OperatingSystems,
 	}
 	for _, k := range c.Classes {
 		out.Classes = append(out.Classes, MachineClass{Name: k.Name, CPU: k.Cpu, MemoryBytes: k.MemoryBytes, DiskBytes: k.DiskBytes})
@@ -101,14 +103,16 @@ func bootstrapToPB(b *Bootstrap) *pb.Bootstrap {
 	if b == nil {
 		return nil
 	}
-	return &pb.Bootstrap{Method: b.Method, ServerUrl: b.ServerURL, JoinToken: b.JoinToken, UserData: b.UserData, Command: b.Command, Env: b.Env}
+	return &pb.Bootstrap{Method: b.Method, ServerUrl: b.ServerURL, JoinToken: b.JoinToken, UserData: b.UserData, Command: b.Command, Env: b.Env,
+		Os: b.OS, OsVersion: b.OSVersion, KubernetesVersion: b.KubernetesVersion}
 }
 
 func bootstrapFromPB(b *pb.Bootstrap) *Bootstrap {
 	if b == nil {
 		return nil
 	}
-	return &Bootstrap{Method: b.Method, ServerURL: b.ServerUrl, JoinToken: b.JoinToken, UserData: b.UserData, Command: b.Command, Env: b.Env}
+	return &Bootstrap{Method: b.Method, ServerURL: b.ServerUrl, JoinToken: b.JoinToken, UserData: b.UserData, Command: b.Command, Env: b.Env,
+		OS: b.Os, OSVersion: b.OsVersion, KubernetesVersion: b.KubernetesVersion}
 }
 
 func machinesToPB(ms []Machine) []*pb.Machine {

@@ -87,7 +87,7 @@ func (c *grpcClient) Create(ctx context.Context, req *CreateRequest) (*CreateRes
 			req.OnProgress(Progress{Machine: p.Machine, Message: p.Message, Percent: p.Percent})
 		}
 		if r := ev.Result; r != nil {
-			return &CreateResponse{Machines: machinesFromPB(r.Machines), Diagnostics: diagsFromPB(r.Diagnostics)}, nil
+			return &CreateResponse{Machines: machinesFromPB(r.Machines), Diagnostics: diagsFromPB(r.Diagnostics), Kubeconfig: r.Kubeconfig}, nil
 		}
 	}
 }

@@ -62,7 +62,7 @@ func (s *grpcServer) Create(req *pb.CreateRequest, stream pb.Provider_CreateServ
 	if err != nil {
 		return toStatus(err)
 	}
-	return stream.Send(&pb.CreateEvent{Result: &pb.CreateResult{Machines: machinesToPB(resp.Machines), Diagnostics: diagsToPB(resp.Diagnostics)}})
+	return stream.Send(&pb.CreateEvent{Result: &pb.CreateResult{Machines: machinesToPB(resp.Machines), Diagnostics: diagsToPB(resp.Diagnostics), Kubeconfig: resp.Kubeconfig}})
 }
 
 func (s *grpcServer) List(ctx context.Context, req *pb.ListRequest) (*pb.ListResponse, error) {

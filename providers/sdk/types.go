@@ -80,6 +80,30 @@ type Capabilities struct {
 	Console bool `json:"console,omitempty"`
 	// PersistentDisks: machines keep their disk across power cycles.
 	PersistentDisks bool `json:"persistentDisks,omitempty"`
+	// OperatingSystems are the OSes (K8sfile OS) its machines can boot;
+	// empty means k2 OS only. k2 refuses to deploy an artifact whose OS
+	// is not listed, and the provider refuses a Bootstrap.OS it lacks.
+	OperatingSystems []string `json:"operatingSystems,omitempty"`
+}
+
+// Operating systems a Bootstrap may ask for (the K8sfile's OS line).
+const (
+	// OSK2 is k2 OS, or whatever runs k2 on the provider's machines: the
+	// default, what every provider boots.
+	OSK2 = "k2"
+	// OSTalos is Talos Linux at Bootstrap.OSVersion: the machines run
+	// Talos's own Kubernetes; the provider makes their configs, starts
+	// the cluster and returns its admin kubeconfig
+	// (CreateResponse.Kubeconfig). k2 then applies the layers.
+	OSTalos = "talos"
+)
+
+// OSOf is b's OS, OSK2 when unset.
+func (b *Bootstrap) OSOf() string {
+	if b == nil || b.OS == "" {
+		return OSK2
+	}
+	return b.OS
 }
 
 // ConfigField describes one key of the provider's configuration.
@@ -141,6 +165,12 @@ type Bootstrap struct {
 	// K2_AGENT_* variables (see the agent's --help).
 	Command []string          `json:"command,omitempty"`
 	Env     map[string]string `json:"env,omitempty"`
+	// OS and OSVersion are the artifact's OS line ("" means OSK2); for
+	// OSTalos, ServerURL, JoinToken, UserData and Command are empty and
+	// KubernetesVersion is the artifact's (v1.32.3).
+	OS                string `json:"os,omitempty"`
+	OSVersion         string `json:"osVersion,omitempty"`
+	KubernetesVersion string `json:"kubernetesVersion,omitempty"`
 }
 
 // Machine is a machine the provider manages.
@@ -218,6 +248,10 @@ func (r *CreateRequest) Report(machine, format string, args ...any) {
 type CreateResponse struct {
 	Machines    []Machine
 	Diagnostics Diagnostics
+	// Kubeconfig is the cluster's admin kubeconfig when the machines run
+	// a Kubernetes of their own OS (Bootstrap.OS talos); k2 keeps it with
+	// the environment and applies the artifact through it. Empty for k2.
+	Kubeconfig []byte
 }
 
 // ListRequest asks for the managed machines.

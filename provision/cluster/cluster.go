@@ -29,6 +29,7 @@ import (
 	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/atomicfile"
 	"k2.dev/k2/internal/freeport"
+	"k2.dev/k2/internal/usererr"
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/controlplane"
 	"k2.dev/k2/provision/engine"
@@ -95,6 +96,18 @@ func Steps(o Options) func(st *engine.State) []engine.Step {
 		first := func(m engine.MachinePlan) bool { return m.Index == 0 }
 		others := func(m engine.MachinePlan) bool { return m.Index > 0 }
 		cp := []string{engine.RoleControlPlane}
+		if o.Artifact != nil && o.Artifact.Config.OSName() != sdk.OSK2 {
+			// OS talos: the machines run their OS's own Kubernetes; the
+			// provider makes their configs, starts the cluster with the
+			// first control plane and returns its kubeconfig.
+			return []engine.Step{
+				&engine.MachinesStep{StepName: "control-plane", Roles: cp, Filter: first, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.osBootstrap, OnCreated: c.keepKubeconfig, Parallel: 1},
+				&engine.MachinesStep{StepName: "servers", Roles: cp, Filter: others, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.osBootstrap, OnCreated: c.keepKubeconfig},
+				&engine.MachinesStep{StepName: "workers", Roles: []string{engine.RoleWorker}, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.osBootstrap, OnCreated: c.keepKubeconfig},
+				&funcStep{name: "nodes-ready", run: c.waitNodes},
+				&funcStep{name: "layers", run: c.applyLayers},
+			}
+		}
 		return []engine.Step{
 			&funcStep{name: "identity", run: c.identity},
 			&engine.MachinesStep{StepName: "control-plane", Roles: cp, Filter: first, Provider: o.Provider, Config: o.ProviderConfig, Bootstrap: c.serverBootstrap, Parallel: 1},
@@ -269,8 +282,43 @@ func loopbackRegistries(refs []string) []string {
 	return out
 }
 
+// osBootstrap asks for a machine booting the artifact's OS (talos): its
+// name, version and the artifact's Kubernetes version; the provider makes
+// the rest.
+func (c *run) osBootstrap(_ context.Context, st *engine.State, _ engine.MachinePlan) (sdk.Bootstrap, error) {
+	return sdk.Bootstrap{Method: st.Plan.Bootstrap, OS: st.Plan.Artifact.OS, OSVersion: st.Plan.Artifact.OSVersion,
+		KubernetesVersion: st.Plan.Artifact.Kubernetes}, nil
+}
+
+// keepKubeconfig keeps the admin kubeconfig a provider returned for a
+// cluster of its machines' OS: beside the environment's identity (what
+// the later steps use) and, encrypted, in the state store (k2 kubeconfig).
+func (c *run) keepKubeconfig(ctx context.Context, st *engine.State, m engine.MachinePlan, resp *sdk.CreateResponse) error {
+	if len(resp.Kubeconfig) == 0 {
+		return usererr.New(usererr.KindProvider, "provider %s made machine %s for OS %s but returned no kubeconfig; the provider does not finish what OS %s needs", st.Env.Provider, m.Name, st.Plan.Artifact.OS, st.Plan.Artifact.OS)
+	}
+	if _, err := clientcmd.Load(resp.Kubeconfig); err != nil {
+		return usererr.New(usererr.KindProvider, "provider %s returned a kubeconfig for %s that does not parse: %v", st.Env.Provider, m.Name, err)
+	}
+	if err := os.MkdirAll(c.dir(st), 0o700); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(KubeconfigPath(c.o.Home, st.Env.Name), resp.Kubeconfig, 0o600); err != nil {
+		return err
+	}
+	return st.Store.PutSecret(ctx, st.Env.Name, state.SecretKubeconfig, resp.Kubeconfig)
+}
+
 // restConfig returns an admin client config for the environment's cluster.
 func (c *run) restConfig(ctx context.Context, st *engine.State) (*rest.Config, error) {
+	if st.Plan.ForeignOS() {
+		cfg, err := clientcmd.BuildConfigFromFlags("", KubeconfigPath(c.o.Home, st.Env.Name))
+		if err != nil {
+			return nil, fmt.Errorf("the %s cluster's kubeconfig (from provider %s): %w", st.Plan.Artifact.OS, st.Env.Provider, err)
+		}
+		cfg.QPS, cfg.Burst = 100, 200
+		return cfg, nil
+	}
 	id, err := c.load(ctx, st)
 	if err != nil {
 		return nil, err

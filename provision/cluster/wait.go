@@ -67,7 +67,7 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 	for _, m := range st.Plan.Machines {
 		// Servers are no nodes; a k2 OS control plane is one too (k2 init
 		// runs an agent there).
-		if m.Role == engine.RoleWorker || usesMachineConfig(st.Plan.Bootstrap) {
+		if m.Role == engine.RoleWorker || usesMachineConfig(st.Plan.Bootstrap) || st.Plan.ForeignOS() {
 			want = append(want, m.Name)
 		}
 	}

@@ -30,6 +30,9 @@ func (p *Plan) check(c sdk.Capabilities) error {
 	if p.Bootstrap == "" {
 		fail("", "bootstrap", "offers %s; k2 can deliver %s", list(c.BootstrapMethods), list(HostBootstrapMethods))
 	}
+	if p.ForeignOS() && !slices.Contains(c.OSes(), p.Artifact.OS) {
+		fail("", "os", "the artifact's machines boot %s (its OS line), but provider %s's machines boot only %s; deploy it with a provider that boots %s (metal), or build the artifact with OS k2", p.Artifact.OS, p.Provider, list(c.OSes()), p.Artifact.OS)
+	}
 	perPool := map[string]int{}
 	checked := map[string]bool{}
 	for i := range p.Machines {

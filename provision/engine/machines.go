@@ -35,6 +35,10 @@ type MachinesStep struct {
 	Bootstrap func(ctx context.Context, st *State, m MachinePlan) (sdk.Bootstrap, error)
 	// Parallel is how many Creates run at once; 0 means 4.
 	Parallel int
+	// OnCreated, if set, sees each successful Create's response before the
+	// machine is journaled as made (the cluster keeps the kubeconfig a
+	// Talos provider returns); its error fails the machine.
+	OnCreated func(ctx context.Context, st *State, m MachinePlan, resp *sdk.CreateResponse) error
 }
 
 var _ Step = (*MachinesStep)(nil)
@@ -160,6 +164,11 @@ func (s *MachinesStep) create(ctx context.Context, st *State, m MachinePlan) (Ma
 	}
 	if got.State == sdk.StateFailed {
 		return MachineResult{}, usererr.New(usererr.KindProvider, "provider %s: machine %s failed: %s", st.Env.Provider, m.Name, got.Message)
+	}
+	if s.OnCreated != nil {
+		if err := s.OnCreated(ctx, st, m, resp); err != nil {
+			return MachineResult{}, err
+		}
 	}
 	return MachineResult{ProviderID: got.ID, Addresses: got.Addresses}, nil
 }

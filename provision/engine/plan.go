@@ -82,7 +82,16 @@ type PlanArtifact struct {
 	Ref        string `json:"ref,omitempty"`
 	Digest     string `json:"digest,omitempty"`
 	Kubernetes string `json:"kubernetes,omitempty"`
+	// OS and OSVersion are the artifact's OS line when it is not k2 OS
+	// (OS talos version=…): the machines boot it, and run its Kubernetes.
+	OS        string `json:"os,omitempty"`
+	OSVersion string `json:"osVersion,omitempty"`
 }
+
+// ForeignOS reports whether the machines boot an OS that runs its own
+// Kubernetes (Talos): no k2 server or agent, the provider returns the
+// cluster's kubeconfig.
+func (p *Plan) ForeignOS() bool { return p != nil && p.Artifact.OS != "" && p.Artifact.OS != sdk.OSK2 }
 
 // ResolvedValue is one ARG's value for this deployment and where it came from.
 type ResolvedValue struct {
@@ -158,7 +167,7 @@ func (e *MissingArgError) Error() string {
 type CapabilityError struct {
 	Pool       string // empty: the deployment as a whole
 	Provider   string
-	Capability string // arch, size, count, bootstrap
+	Capability string // arch, size, count, bootstrap, os
 	Detail     string
 }
 
@@ -185,6 +194,9 @@ func NewPlan(o PlanOptions) (*Plan, error) {
 		Values:   []ResolvedValue{},
 		Machines: []MachinePlan{},
 		Layers:   []PlanLayer{},
+	}
+	if os := o.Config.OSName(); os != sdk.OSK2 {
+		p.Artifact.OS, p.Artifact.OSVersion = os, o.Config.OS.Version
 	}
 	vals, err := p.resolveValues(o)
 	if err != nil {

@@ -367,3 +367,48 @@ func TestPlanDatastore(t *testing.T) {
 		})
 	}
 }
+
+// TestPlanOS: an artifact whose machines boot Talos (OS talos version=…)
+// plans only against a provider that boots it; any other is refused before
+// anything is made, naming the provider (exit 4).
+func TestPlanOS(t *testing.T) {
+	cfg := config()
+	cfg.OS = &artifact.OSSpec{Name: "talos", Version: "v1.10.6"}
+	opts := engine.PlanOptions{Env: &state.Environment{Name: "prod", UID: "u", Provider: "local"}, Config: cfg, Sets: map[string]string{"domain": "d"}, Capabilities: metalCaps()}
+	_, err := engine.NewPlan(opts)
+	var ce *engine.CapabilityError
+	if !errors.As(err, &ce) || ce.Capability != "os" {
+		t.Fatalf("err %v, want an os CapabilityError", err)
+	}
+	for _, want := range []string{"provider local: os: the artifact's machines boot talos", "provider local's machines boot only k2", "nothing was created"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q lacks %q", err, want)
+		}
+	}
+	if code := usererr.ExitCode(nil, err); code != 4 {
+		t.Errorf("exit code %d, want 4", code)
+	}
+
+	caps := metalCaps()
+	caps.OperatingSystems = []string{sdk.OSK2, sdk.OSTalos}
+	opts.Capabilities = caps
+	p, err := engine.NewPlan(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.ForeignOS() || p.Artifact.OS != "talos" || p.Artifact.OSVersion != "v1.10.6" {
+		t.Errorf("plan artifact %+v", p.Artifact)
+	}
+	var b bytes.Buffer
+	if err := p.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "OS:         talos v1.10.6") {
+		t.Errorf("plan text lacks the OS:\n%s", b.String())
+	}
+	// k2 OS artifacts say nothing of the OS (the plan's JSON is stable).
+	p, err = engine.NewPlan(engine.PlanOptions{Env: prodEnv(), Config: config(), Sets: map[string]string{"domain": "d"}, Capabilities: metalCaps()})
+	if err != nil || p.ForeignOS() || p.Artifact.OS != "" {
+		t.Errorf("k2 OS plan: %v %+v", err, p.Artifact)
+	}
+}

@@ -26,6 +26,9 @@ func (p *Plan) WriteText(w io.Writer) error {
 	if p.Artifact.Kubernetes != "" {
 		ew.printf("Kubernetes: %s\n", p.Artifact.Kubernetes)
 	}
+	if p.ForeignOS() {
+		ew.printf("OS:         %s %s (its own Kubernetes; the provider starts the cluster)\n", p.Artifact.OS, p.Artifact.OSVersion)
+	}
 	switch {
 	case p.Unverified:
 		ew.printf("Bootstrap:  (provider capabilities not checked)\n")

@@ -25,8 +25,10 @@ import (
 // Shared by every test: one control plane per test binary.
 var (
 	restCfg *rest.Config
-	kube    kubernetes.Interface
-	dyn     dynamic.Interface
+	// adminKubeconfig is the control plane's admin kubeconfig file.
+	adminKubeconfig string
+	kube            kubernetes.Interface
+	dyn             dynamic.Interface
 )
 
 func TestMain(m *testing.M) {
@@ -65,6 +67,7 @@ func run(m *testing.M) int {
 	}
 	fmt.Fprintf(os.Stderr, "integration: control plane ready at %s in %s\n", srv.URL, time.Since(t0).Round(time.Millisecond))
 	restCfg = srv.RESTConfig()
+	adminKubeconfig = srv.AdminKubeconfigPath()
 	kube = kubernetes.NewForConfigOrDie(restCfg)
 	dyn = dynamic.NewForConfigOrDie(restCfg)
 	// The controller installs the App CRD as it starts; wait for it so

@@ -167,6 +167,7 @@ type Capabilities struct {
 	Console          bool                   `protobuf:"varint,6,opt,name=console,proto3" json:"console,omitempty"`
 	PersistentDisks  bool                   `protobuf:"varint,7,opt,name=persistent_disks,json=persistentDisks,proto3" json:"persistent_disks,omitempty"`
 	CustomSizes      bool                   `protobuf:"varint,8,opt,name=custom_sizes,json=customSizes,proto3" json:"custom_sizes,omitempty"`
+	OperatingSystems []string               `protobuf:"bytes,9,rep,name=operating_systems,json=operatingSystems,proto3" json:"operating_systems,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -255,6 +256,13 @@ func (x *Capabilities) GetCustomSizes() bool {
 		return x.CustomSizes
 	}
 	return false
+}
+
+func (x *Capabilities) GetOperatingSystems() []string {
+	if x != nil {
+		return x.OperatingSystems
+	}
+	return nil
 }
 
 type ConfigField struct {
@@ -630,15 +638,18 @@ func (x *MachineRequest) GetLabels() map[string]string {
 }
 
 type Bootstrap struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Method        string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
-	ServerUrl     string                 `protobuf:"bytes,2,opt,name=server_url,json=serverUrl,proto3" json:"server_url,omitempty"`
-	JoinToken     string                 `protobuf:"bytes,3,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
-	UserData      []byte                 `protobuf:"bytes,4,opt,name=user_data,json=userData,proto3" json:"user_data,omitempty"`
-	Command       []string               `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`
-	Env           map[string]string      `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Method            string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	ServerUrl         string                 `protobuf:"bytes,2,opt,name=server_url,json=serverUrl,proto3" json:"server_url,omitempty"`
+	JoinToken         string                 `protobuf:"bytes,3,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	UserData          []byte                 `protobuf:"bytes,4,opt,name=user_data,json=userData,proto3" json:"user_data,omitempty"`
+	Command           []string               `protobuf:"bytes,5,rep,name=command,proto3" json:"command,omitempty"`
+	Env               map[string]string      `protobuf:"bytes,6,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Os                string                 `protobuf:"bytes,7,opt,name=os,proto3" json:"os,omitempty"`
+	OsVersion         string                 `protobuf:"bytes,8,opt,name=os_version,json=osVersion,proto3" json:"os_version,omitempty"`
+	KubernetesVersion string                 `protobuf:"bytes,9,opt,name=kubernetes_version,json=kubernetesVersion,proto3" json:"kubernetes_version,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Bootstrap) Reset() {
@@ -711,6 +722,27 @@ func (x *Bootstrap) GetEnv() map[string]string {
 		return x.Env
 	}
 	return nil
+}
+
+func (x *Bootstrap) GetOs() string {
+	if x != nil {
+		return x.Os
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetOsVersion() string {
+	if x != nil {
+		return x.OsVersion
+	}
+	return ""
+}
+
+func (x *Bootstrap) GetKubernetesVersion() string {
+	if x != nil {
+		return x.KubernetesVersion
+	}
+	return ""
 }
 
 type Machine struct {
@@ -1141,6 +1173,7 @@ type CreateResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Machines      []*Machine             `protobuf:"bytes,1,rep,name=machines,proto3" json:"machines,omitempty"`
 	Diagnostics   []*Diagnostic          `protobuf:"bytes,2,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	Kubeconfig    []byte                 `protobuf:"bytes,3,opt,name=kubeconfig,proto3" json:"kubeconfig,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1185,6 +1218,13 @@ func (x *CreateResult) GetMachines() []*Machine {
 func (x *CreateResult) GetDiagnostics() []*Diagnostic {
 	if x != nil {
 		return x.Diagnostics
+	}
+	return nil
+}
+
+func (x *CreateResult) GetKubeconfig() []byte {
+	if x != nil {
+		return x.Kubeconfig
 	}
 	return nil
 }
@@ -1635,7 +1675,7 @@ const file_provider_proto_rawDesc = "" +
 	"\x03cpu\x18\x02 \x01(\x05R\x03cpu\x12!\n" +
 	"\fmemory_bytes\x18\x03 \x01(\x03R\vmemoryBytes\x12\x1d\n" +
 	"\n" +
-	"disk_bytes\x18\x04 \x01(\x03R\tdiskBytes\"\xba\x02\n" +
+	"disk_bytes\x18\x04 \x01(\x03R\tdiskBytes\"\xe7\x02\n" +
 	"\fCapabilities\x12$\n" +
 	"\rarchitectures\x18\x01 \x03(\tR\rarchitectures\x126\n" +
 	"\aclasses\x18\x02 \x03(\v2\x1c.k2.provider.v1.MachineClassR\aclasses\x12!\n" +
@@ -1644,7 +1684,8 @@ const file_provider_proto_rawDesc = "" +
 	"\x05power\x18\x05 \x01(\bR\x05power\x12\x18\n" +
 	"\aconsole\x18\x06 \x01(\bR\aconsole\x12)\n" +
 	"\x10persistent_disks\x18\a \x01(\bR\x0fpersistentDisks\x12!\n" +
-	"\fcustom_sizes\x18\b \x01(\bR\vcustomSizes\"\xa5\x01\n" +
+	"\fcustom_sizes\x18\b \x01(\bR\vcustomSizes\x12+\n" +
+	"\x11operating_systems\x18\t \x03(\tR\x10operatingSystems\"\xa5\x01\n" +
 	"\vConfigField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12 \n" +
@@ -1678,7 +1719,7 @@ const file_provider_proto_rawDesc = "" +
 	"\x06labels\x18\t \x03(\v2*.k2.provider.v1.MachineRequest.LabelsEntryR\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe4\x02\n" +
 	"\tBootstrap\x12\x16\n" +
 	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1d\n" +
 	"\n" +
@@ -1687,7 +1728,11 @@ const file_provider_proto_rawDesc = "" +
 	"join_token\x18\x03 \x01(\tR\tjoinToken\x12\x1b\n" +
 	"\tuser_data\x18\x04 \x01(\fR\buserData\x12\x18\n" +
 	"\acommand\x18\x05 \x03(\tR\acommand\x124\n" +
-	"\x03env\x18\x06 \x03(\v2\".k2.provider.v1.Bootstrap.EnvEntryR\x03env\x1a6\n" +
+	"\x03env\x18\x06 \x03(\v2\".k2.provider.v1.Bootstrap.EnvEntryR\x03env\x12\x0e\n" +
+	"\x02os\x18\a \x01(\tR\x02os\x12\x1d\n" +
+	"\n" +
+	"os_version\x18\b \x01(\tR\tosVersion\x12-\n" +
+	"\x12kubernetes_version\x18\t \x01(\tR\x11kubernetesVersion\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x99\x03\n" +
@@ -1728,10 +1773,13 @@ const file_provider_proto_rawDesc = "" +
 	"\apercent\x18\x03 \x01(\x05R\apercent\"y\n" +
 	"\vCreateEvent\x124\n" +
 	"\bprogress\x18\x01 \x01(\v2\x18.k2.provider.v1.ProgressR\bprogress\x124\n" +
-	"\x06result\x18\x02 \x01(\v2\x1c.k2.provider.v1.CreateResultR\x06result\"\x81\x01\n" +
+	"\x06result\x18\x02 \x01(\v2\x1c.k2.provider.v1.CreateResultR\x06result\"\xa1\x01\n" +
 	"\fCreateResult\x123\n" +
 	"\bmachines\x18\x01 \x03(\v2\x17.k2.provider.v1.MachineR\bmachines\x12<\n" +
-	"\vdiagnostics\x18\x02 \x03(\v2\x1a.k2.provider.v1.DiagnosticR\vdiagnostics\"D\n" +
+	"\vdiagnostics\x18\x02 \x03(\v2\x1a.k2.provider.v1.DiagnosticR\vdiagnostics\x12\x1e\n" +
+	"\n" +
+	"kubeconfig\x18\x03 \x01(\fR\n" +
+	"kubeconfig\"D\n" +
 	"\vListRequest\x12\x16\n" +
 	"\x06config\x18\x01 \x01(\fR\x06config\x12\x1d\n" +
 	"\n" +
