@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -453,6 +454,12 @@ func (p *Provider) Delete(ctx context.Context, req *sdk.DeleteRequest) (*sdk.Del
 		}
 		c.release(name)
 		err = c.save()
+		if err == nil && !slices.ContainsFunc(c.Claims, func(o claim) bool { return o.Env == cl.Env }) {
+			// The environment's last server: its Talos cluster (secrets,
+			// bootstrap record) goes too, so a new one of the same name
+			// is a new cluster.
+			err = os.RemoveAll(talosDir(cfg.StateDir, cl.Env))
+		}
 		c.Close()
 		if err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -286,6 +287,19 @@ func TestCreateTalos(t *testing.T) {
 	}
 	if len(resp.Kubeconfig) == 0 {
 		t.Error("no kubeconfig with the worker")
+	}
+
+	// Deleting the environment's servers removes its Talos cluster with
+	// the last one: a new environment of that name is a new cluster.
+	dir := filepath.Join(l.stateDir, "talos", env)
+	for i, id := range []string{"metal-s0", "metal-s1"} {
+		d, err := wire.Delete(context.Background(), &sdk.DeleteRequest{Config: cfg, MachineIDs: []string{id}})
+		if err != nil || d.Diagnostics.HasErrors() {
+			t.Fatalf("Delete %s: %v %v", id, err, d.Diagnostics.Err())
+		}
+		if _, err := os.Stat(dir); (err == nil) != (i == 0) {
+			t.Errorf("after deleting %s: %s exists = %v", id, dir, err == nil)
+		}
 	}
 }
 
