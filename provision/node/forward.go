@@ -2,17 +2,16 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"runtime"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"k2.dev/k2/internal/netns"
 )
 
 // HostNetNS is the network namespace loopback registries are forwarded to:
@@ -115,35 +114,7 @@ func relay(c net.Conn, hostNS, addr string, log *slog.Logger) {
 	wg.Wait()
 }
 
-// dialIn connects to addr from inside the network namespace at nsPath: the
-// socket is made on a thread switched into that namespace, and keeps it.
+// dialIn connects to addr from inside the network namespace at nsPath.
 func dialIn(nsPath, addr string) (net.Conn, error) {
-	runtime.LockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer self.Close()
-	target, err := os.Open(nsPath)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("entering %s: %w", nsPath, err)
-	}
-	c, derr := net.Dial("tcp", addr)
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: it ends with this goroutine rather than
-		// running other goroutines in the wrong namespace.
-		if c != nil {
-			c.Close()
-		}
-		return nil, errors.Join(derr, err)
-	}
-	runtime.UnlockOSThread()
-	return c, derr
+	return netns.Dial(nsPath, addr)
 }

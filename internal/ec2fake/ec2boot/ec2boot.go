@@ -25,15 +25,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"k2.dev/k2/internal/ec2fake"
+	"k2.dev/k2/internal/netns"
 )
 
 // Options configure a Booter.
@@ -243,34 +241,12 @@ func (mc *machine) network(m ec2fake.Machine) error {
 // serveIMDS listens on 169.254.169.254:80 inside the namespace (the socket
 // is made there by a thread switched into it) and serves h on it.
 func (mc *machine) serveIMDS(h http.Handler) error {
-	type result struct {
-		l   net.Listener
-		err error
+	l, err := netns.Listen("/run/netns/"+mc.ns, "169.254.169.254:80")
+	if err != nil {
+		return fmt.Errorf("serving IMDS in %s: %w", mc.ns, err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// This thread's namespace is changed and not restored: ending the
-		// goroutine while locked ends the thread with it.
-		ns, err := os.Open("/run/netns/" + mc.ns)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("entering %s: %w", mc.ns, err)}
-			return
-		}
-		l, err := net.Listen("tcp", "169.254.169.254:80")
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		return fmt.Errorf("serving IMDS in %s: %w", mc.ns, r.err)
-	}
-	mc.imds = r.l
-	go func() { _ = (&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}).Serve(r.l) }()
+	mc.imds = l
+	go func() { _ = (&http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}).Serve(l) }()
 	return nil
 }
 

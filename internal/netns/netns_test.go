@@ -1,0 +1,61 @@
+package netns
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// TestListenAndDialInside: a listener made in a new namespace is reached
+// from inside it and not from the test's own namespace, and the test's
+// threads stay where they were.
+func TestListenAndDialInside(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "k2netns-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	path := "/run/netns/" + name
+	if err := Do(path, func() error { return exec.Command("ip", "link", "set", "lo", "up").Run() }); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Listen(path, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("inside"))
+			c.Close()
+		}
+	}()
+	c, err := Dial(path, ln.Addr().String())
+	if err != nil {
+		t.Fatalf("dial inside: %v", err)
+	}
+	buf := make([]byte, 6)
+	if _, err := c.Read(buf); err != nil || string(buf) != "inside" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	c.Close()
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Fatalf("the namespace's listener %s answered in the test's own namespace", ln.Addr())
+	}
+	if err := Do("/run/netns/k2netns-none", func() error { return nil }); err == nil {
+		t.Fatal("a namespace that does not exist: no error")
+	}
+}
