@@ -45,12 +45,10 @@ func (p *talosStandIn) Create(ctx context.Context, req *sdk.CreateRequest) (*sdk
 	p.mu.Unlock()
 	var out []sdk.Machine
 	for _, m := range req.Machines {
-		n, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Labels: m.Labels}}, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := kube.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Labels: m.Labels}}, metav1.CreateOptions{}); err != nil {
 			return nil, err
 		}
-		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", LastHeartbeatTime: metav1.Now()}}
-		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{}); err != nil {
+		if err := setNodeReady(ctx, m.Name, nil); err != nil {
 			return nil, err
 		}
 		out = append(out, sdk.Machine{ID: "metal-" + m.Name, Name: m.Name, RequestID: req.RequestID, State: sdk.StateRunning, Role: m.Role, Pool: m.Pool})
