@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
-
-	"k2.dev/k2/internal/imagetest"
 	"k2.dev/k2/internal/libvirttest"
 )
 
@@ -161,13 +155,7 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 	})
 
 	img := buildOS(t, "none")
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	image := strings.TrimPrefix(reg.URL, "http://") + "/web:v1"
-	imagetest.Push(t, imagetest.HTTPServerImage(t), image)
-	dir := writeFiles(t, map[string]string{"K8sfile": fmt.Sprintf(
-		"FROM k2/base:v1.37\nAPP web image=%s port=8080 replicas=2\nMACHINES control-plane=1 worker=1 cpu=2 memory=2Gi\n", image)})
-	mustK2(t, home, "build", "-q", "-t", "lv:v1", "--vendor-images", dir)
-	reg.Close() // the VMs reach no registry: the image comes with the artifact
+	buildVMWebArtifact(t, home, "lv:v1")
 
 	// unsafe: the guests' flushes (SQLite's) cost nothing on a busy host.
 	// qemu's default CPU model: -cpu max once hung Debian's kernel in a

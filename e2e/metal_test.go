@@ -3,8 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -15,10 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/registry"
-
 	"k2.dev/k2/internal/fakebmc"
-	"k2.dev/k2/internal/imagetest"
 	"k2.dev/k2/internal/libvirttest"
 )
 
@@ -147,13 +142,7 @@ func TestMetalNetworkBoot(t *testing.T) {
 	}
 
 	img := buildOS(t, "fast") // over the network the bytes cost more than unpacking them
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	image := strings.TrimPrefix(reg.URL, "http://") + "/web:v1"
-	imagetest.Push(t, imagetest.HTTPServerImage(t), image)
-	art := writeFiles(t, map[string]string{"K8sfile": fmt.Sprintf(
-		"FROM k2/base:v1.37\nAPP web image=%s port=8080 replicas=2\nMACHINES control-plane=1 worker=1 cpu=2 memory=2Gi\n", image)})
-	mustK2(t, home, "build", "-q", "-t", "mt:v1", "--vendor-images", art)
-	reg.Close() // the servers reach no registry: the image comes with the artifact
+	buildVMWebArtifact(t, home, "mt:v1")
 
 	cfg, _ := json.Marshal(map[string]any{"inventory": invFile, "image": img, "bootMode": "legacy",
 		"bootAddress": metalGW + ":8081", "tftpAddress": metalGW + ":69", "kernelArgs": vmCmdline, "bootTimeout": "10m"})

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,9 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/registry"
 	"golang.org/x/sys/unix"
 
 	"k2.dev/k2/internal/fatfs"
+	"k2.dev/k2/internal/imagetest"
 )
 
 // requireVMs skips unless the VM tests are asked for (K2_VM_E2E=1, which
@@ -385,4 +389,19 @@ func dialInNetns(ns, addr string) (net.Conn, error) {
 	}()
 	r := <-ch
 	return r.c, r.err
+}
+
+// buildVMWebArtifact builds tag in home: `MACHINES control-plane=1
+// worker=1` and an App of 2 replicas of an HTTP server image the test
+// makes, vendored into the artifact — VMs reach no registry, so the image
+// must come with it (the registry it was pushed to is gone afterwards).
+func buildVMWebArtifact(t testing.TB, home, tag string) {
+	t.Helper()
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	image := strings.TrimPrefix(reg.URL, "http://") + "/web:v1"
+	imagetest.Push(t, imagetest.HTTPServerImage(t), image)
+	dir := writeFiles(t, map[string]string{"K8sfile": fmt.Sprintf(
+		"FROM k2/base:v1.37\nAPP web image=%s port=8080 replicas=2\nMACHINES control-plane=1 worker=1 cpu=2 memory=2Gi\n", image)})
+	mustK2(t, home, "build", "-q", "-t", tag, "--vendor-images", dir)
 }
