@@ -78,12 +78,8 @@ func (s *Store) CreateEnv(ctx context.Context, e Environment) (*Environment, err
 			return nil, fmt.Errorf("environment %q: %w", e.Name, err)
 		}
 	}
-	if len(e.ProviderConfig) == 0 {
-		e.ProviderConfig = json.RawMessage(`{}`)
-	}
-	var obj map[string]any
-	if err := json.Unmarshal(e.ProviderConfig, &obj); err != nil {
-		return nil, fmt.Errorf("environment %q: provider config is not a JSON object: %w", e.Name, err)
+	if err := checkProviderConfig(&e); err != nil {
+		return nil, err
 	}
 	if e.Values == nil {
 		e.Values = map[string]string{}
@@ -116,6 +112,19 @@ func (s *Store) CreateEnv(ctx context.Context, e Environment) (*Environment, err
 		return nil, fmt.Errorf("creating environment %q: %w", e.Name, err)
 	}
 	return s.GetEnv(ctx, e.Name)
+}
+
+// checkProviderConfig makes an empty provider config {} and refuses one
+// that is not a JSON object.
+func checkProviderConfig(e *Environment) error {
+	if len(e.ProviderConfig) == 0 {
+		e.ProviderConfig = json.RawMessage(`{}`)
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(e.ProviderConfig, &obj); err != nil {
+		return fmt.Errorf("environment %q: provider config is not a JSON object: %w", e.Name, err)
+	}
+	return nil
 }
 
 const envCols = `name, uid, provider, provider_config, provider_ref, vals, registry, policy, created_at, updated_at`

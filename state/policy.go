@@ -88,9 +88,9 @@ func ValidateRegistry(r string) error {
 	return nil
 }
 
-// UpdateEnv changes environment name's registry or policy in one
-// transaction: fn gets the stored environment and edits it in place.
-// Values are changed with SetEnvValues.
+// UpdateEnv changes environment name's registry, policy or provider
+// config in one transaction: fn gets the stored environment and edits it
+// in place. Values are changed with SetEnvValues.
 func (s *Store) UpdateEnv(ctx context.Context, name string, fn func(*Environment) error) (*Environment, error) {
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		e, err := scanEnv(tx.QueryRowContext(ctx, `SELECT `+envCols+` FROM environments WHERE name = ?`, name))
@@ -106,12 +106,15 @@ func (s *Store) UpdateEnv(ctx context.Context, name string, fn func(*Environment
 		if err := ValidateRegistry(e.Registry); err != nil {
 			return fmt.Errorf("environment %q: %w", name, err)
 		}
+		if err := checkProviderConfig(e); err != nil {
+			return err
+		}
 		pol, err := json.Marshal(e.Policy)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE environments SET registry = ?, policy = ?, updated_at = ? WHERE name = ?`,
-			e.Registry, string(pol), s.stamp(), name)
+		_, err = tx.ExecContext(ctx, `UPDATE environments SET registry = ?, policy = ?, provider_config = ?, provider_ref = ?, updated_at = ? WHERE name = ?`,
+			e.Registry, string(pol), string(e.ProviderConfig), e.ProviderConfigRef, s.stamp(), name)
 		return err
 	})
 	if err != nil {

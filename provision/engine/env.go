@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -43,19 +44,40 @@ func CreateEnv(ctx context.Context, s *state.Store, o EnvCreateOptions) (*state.
 	}
 	e := state.Environment{Name: o.Name, Provider: o.Provider, Values: vals, Registry: o.Registry}
 	if o.ProviderConfigFile != "" {
-		cfg, err := ReadConfigFile(o.ProviderConfigFile)
-		if err != nil {
+		if e.ProviderConfig, e.ProviderConfigRef, err = readProviderConfig(o.ProviderConfigFile); err != nil {
 			return nil, err
-		}
-		e.ProviderConfig = cfg
-		if abs, err := filepath.Abs(o.ProviderConfigFile); err == nil {
-			e.ProviderConfigRef = abs
-		} else {
-			e.ProviderConfigRef = o.ProviderConfigFile
 		}
 	}
 	created, err := s.CreateEnv(ctx, e)
 	return created, UserError(err)
+}
+
+// readProviderConfig reads a provider config file and returns it with the
+// file's absolute path (what `k2 env show` names).
+func readProviderConfig(file string) (json.RawMessage, string, error) {
+	cfg, err := ReadConfigFile(file)
+	if err != nil {
+		return nil, "", err
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	return cfg, file, nil
+}
+
+// SetProviderConfig replaces environment name's provider config with the
+// file's (`k2 env set --provider-config`): the next deploy, status or
+// destroy hands it to the provider. Machines already made are not changed.
+func SetProviderConfig(ctx context.Context, s *state.Store, name, file string) (*state.Environment, error) {
+	cfg, ref, err := readProviderConfig(file)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.UpdateEnv(ctx, name, func(e *state.Environment) error {
+		e.ProviderConfig, e.ProviderConfigRef = cfg, ref
+		return nil
+	})
+	return e, UserError(err)
 }
 
 // SetEnvValues applies `k2 env set` arguments (key=value, or key- to

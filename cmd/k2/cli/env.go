@@ -185,10 +185,10 @@ func artifactOf(d *state.Deployment) string {
 
 func newEnvSetCmd(g *globals) *cobra.Command {
 	var ps promote.Settings
-	var registry string
+	var registry, providerConfig string
 	cmd := &cobra.Command{
-		Use:   "set <name> [key=value|key- ...] [--gate …] [--policy FILE] [--registry R]",
-		Short: "Set an environment's ARG values, promotion gates or registry",
+		Use:   "set <name> [key=value|key- ...] [--gate …] [--policy FILE] [--registry R] [--provider-config FILE]",
+		Short: "Set an environment's ARG values, promotion gates, registry or provider config",
 		Long: `Set ARG values stored with an environment; every later deploy there uses
 them (a --values file or --set on the deploy still wins). key- removes a value.
 
@@ -209,12 +209,17 @@ the environment, the signature gate 'k2 rollback'.
   approval: true
 
 --registry sets where promotions to this environment copy the artifact (and
-its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
+its signatures) first: host[:port][/prefix]; --registry "" removes it.
+
+--provider-config FILE replaces the provider settings 'k2 env create' stored
+(an inventory path, a libvirt URI, a registry to forward): later deploys,
+status, resume and destroy use them; machines already made stay as they are.`,
 		Example: `  k2 env set prod replicas=5 domain=example.test
   k2 env set prod domain-
   k2 env set prod --gate healthy=10m --gate signed-by=release.pub --gate approval
   k2 env set prod --registry registry.prod.example:5000/k2
-  k2 env set staging --policy staging-policy.yaml`,
+  k2 env set staging --policy staging-policy.yaml
+  k2 env set lab --provider-config metal.yaml`,
 		Args: rangeArgs(1, 1<<20),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if _, err := g.format(); err != nil {
@@ -223,8 +228,8 @@ its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
 			if cmd.Flags().Changed("registry") {
 				ps.Registry = &registry
 			}
-			if len(args) < 2 && ps.IsZero() {
-				return usererr.Usage("nothing to set; give key=value, key-, --gate, --policy or --registry (see 'k2 env set --help')")
+			if len(args) < 2 && ps.IsZero() && providerConfig == "" {
+				return usererr.Usage("nothing to set; give key=value, key-, --gate, --policy, --registry or --provider-config (see 'k2 env set --help')")
 			}
 			set := func(ctx context.Context, s *state.Store) (e *state.Environment, err error) {
 				if len(args) > 1 {
@@ -237,11 +242,19 @@ its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
 						return nil, err
 					}
 				}
+				if providerConfig != "" {
+					if e, err = engine.SetProviderConfig(ctx, s, args[0], providerConfig); err != nil {
+						return nil, err
+					}
+				}
 				return e, nil
 			}
 			return report(cmd.Context(), g, g.stateDB, set, func(w io.Writer, e *state.Environment) error {
 				for _, k := range state.SortedKeys(e.Values) {
 					fmt.Fprintf(w, "%s=%s\n", k, e.Values[k])
+				}
+				if providerConfig != "" {
+					fmt.Fprintf(w, "provider config: %s\n", e.ProviderConfigRef)
 				}
 				if !ps.IsZero() {
 					if e.Registry != "" {
@@ -263,6 +276,7 @@ its signatures) first: host[:port][/prefix]; --registry "" removes it.`,
 	fl.StringArrayVar(&ps.Gates, "gate", nil, "promotion gate: healthy=DURATION, signed-by=KEY.pub, approval, NAME- (repeatable)")
 	fl.StringVar(&ps.PolicyFile, "policy", "", "YAML or JSON file replacing every gate (healthyFor, signedBy, approval)")
 	fl.StringVar(&registry, "registry", "", "registry promotions to this environment copy to (\"\" removes it)")
+	fl.StringVar(&providerConfig, "provider-config", "", "YAML or JSON file replacing the environment's provider settings")
 	return cmd
 }
 

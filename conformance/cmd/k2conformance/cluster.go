@@ -67,8 +67,14 @@ func (c *cluster) deploy(ctx context.Context, out, reg string) error {
 	if _, err := c.k2cmd(ctx, "build", "-q", "-t", "conformance:v1", dir); err != nil {
 		return err
 	}
-	if _, err := c.k2cmd(ctx, "env", "create", c.env, "--provider", "local", "--provider-config", cfgPath); err != nil && !strings.Contains(err.Error(), "exists") {
-		return err
+	if _, err := c.k2cmd(ctx, "env", "create", c.env, "--provider", "local", "--provider-config", cfgPath); err != nil {
+		if !strings.Contains(err.Error(), "exists") {
+			return err
+		}
+		// An earlier run's environment: this run's registry and resolver.
+		if _, err := c.k2cmd(ctx, "env", "set", c.env, "--provider-config", cfgPath); err != nil {
+			return err
+		}
 	}
 	c.logf("deploying 1 control plane + 2 kubelet workers (k2 deploy, log: %s)", filepath.Join(out, "deploy.log"))
 	t := time.Now()
