@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -418,6 +419,44 @@ func (t *tree) hostFile(p string) error {
 	return nil
 }
 
+// xtablesExtensions lists the IPv4/IPv6 iptables extensions (libxt_*,
+// libipt_*, libip6t_*) of the iptables binary given: in the xtables
+// directory beside the libxtables it links, the path iptables was built to
+// load them from. None found is not an error (a static iptables); an
+// unreadable directory is.
+func xtablesExtensions(iptables string) ([]string, error) {
+	libs, err := ldd.FList(iptables)
+	if err != nil {
+		return nil, fmt.Errorf("finding iptables' libraries: %w", err)
+	}
+	for _, l := range libs {
+		if !strings.HasPrefix(filepath.Base(l), "libxtables.so") {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(l)
+		if err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(filepath.Dir(real), "xtables")
+		ents, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("iptables' extensions: %w", err)
+		}
+		var out []string
+		for _, e := range ents {
+			n := e.Name()
+			if strings.HasSuffix(n, ".so") && (strings.HasPrefix(n, "libxt_") || strings.HasPrefix(n, "libipt_") || strings.HasPrefix(n, "libip6t_")) {
+				out = append(out, filepath.Join(dir, n))
+			}
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
 // tree assembles the initramfs's files.
 func (o *Options) tree(mods *moduleSet) (*tree, []Contents, error) {
 	t := &tree{entries: map[string]*entry{}}
@@ -454,9 +493,23 @@ func (o *Options) tree(mods *moduleSet) (*tree, []Contents, error) {
 		contents = append(contents, Contents{Path: "/" + p.path, Source: src, Size: fi.Size()})
 		dynamic = append(dynamic, src)
 	}
-	// Shared libraries (and the dynamic loader) of every program, with
-	// u-root's ldd, which asks each program's own loader.
-	libs, err := ldd.FList(dynamic...)
+	// iptables' matches and targets (-m conntrack, -m comment, -j
+	// MASQUERADE… in kube-proxy's and the CNI plugins' rules) are plugins
+	// it loads at run time from the xtables directory beside libxtables:
+	// no ldd finds them. Where they are on the build host, they are in the
+	// image.
+	exts, err := xtablesExtensions(o.Iptables)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range exts {
+		if err := t.hostFile(e); err != nil {
+			return nil, nil, err
+		}
+	}
+	// Shared libraries (and the dynamic loader) of every program and
+	// plugin, with u-root's ldd, which asks each program's own loader.
+	libs, err := ldd.FList(append(dynamic, exts...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("finding shared libraries: %w", err)
 	}

@@ -224,7 +224,13 @@ func TestBuildRawReproducible(t *testing.T) {
 // TestInitramfsContents unpacks an image and checks what k2 OS needs.
 func TestInitramfsContents(t *testing.T) {
 	out := t.TempDir()
-	m, err := Build(context.Background(), smallOptions(t, out))
+	o := smallOptions(t, out)
+	// The host's iptables when there is one: its extensions come along.
+	xt, _ := exec.LookPath("xtables-nft-multi")
+	if xt != "" {
+		o.Iptables = xt
+	}
+	m, err := Build(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +287,21 @@ func TestInitramfsContents(t *testing.T) {
 	}
 	if l := content("usr/sbin/iptables-restore"); l != "xtables-nft-multi" {
 		t.Errorf("iptables-restore -> %q", l)
+	}
+	// The matches and targets kube-proxy's rules load (-m conntrack,
+	// -j MASQUERADE, -m statistic…), where the host's iptables finds them.
+	if exts, _ := xtablesExtensions(xt); xt != "" && len(exts) > 0 {
+		dir := strings.TrimPrefix(filepath.Dir(exts[0]), "/")
+		for _, x := range []string{"libxt_conntrack.so", "libxt_comment.so", "libxt_MASQUERADE.so", "libxt_statistic.so", "libxt_mark.so", "libxt_addrtype.so"} {
+			if _, ok := got[dir+"/"+x]; !ok {
+				t.Errorf("iptables extension %s/%s missing", dir, x)
+			}
+		}
+		for n := range got {
+			if strings.Contains(n, "/xtables/libebt_") || strings.Contains(n, "/xtables/libarpt_") {
+				t.Errorf("%s: ebtables/arptables extensions are not needed", n)
+			}
+		}
 	}
 	// The shared libraries of the programs, found by ldd: libc at least.
 	libc := false
