@@ -218,6 +218,13 @@ spec:
 		out, err := c.kubectl("exec", "web", "--", "/httpserver", "get", "http://127.0.0.1:8080/")
 		return kubectlWant(err, out, strings.Contains(out, "hello from web"))
 	})
+	// kube-proxy's rules load iptables' extensions (-m conntrack, -j
+	// MASQUERADE…) from the image.
+	for _, m := range []*vm{c.cp, c.worker} {
+		if m.consoleHas("Couldn't load match") || m.consoleHas("Couldn't load target") {
+			t.Errorf("%s: iptables could not load an extension (see its console)", m.name)
+		}
+	}
 	if out, err := c.kubectl("create", "configmap", "before-reboot", "--from-literal=k=v"); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}

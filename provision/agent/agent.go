@@ -242,33 +242,46 @@ func runKubelet(ctx context.Context, o Options, creds *join.Credentials, log *sl
 		return err
 	}
 	// Any server serves them; the first that answers.
-	var vendored []join.Image
-	var joinURL string
-	for _, u := range splitComma(o.JoinURL) {
-		if vendored, err = join.ListImages(ctx, u, caPEM, cert); err == nil {
-			joinURL = u
-			break
+	vendoredImages := func(ctx context.Context) ([]node.Image, error) {
+		var vendored []join.Image
+		var joinURL string
+		var err error
+		for _, u := range splitComma(o.JoinURL) {
+			if vendored, err = join.ListImages(ctx, u, caPEM, cert); err == nil {
+				joinURL = u
+				break
+			}
 		}
+		if err != nil {
+			return nil, fmt.Errorf("listing the cluster's vendored images: %w", err)
+		}
+		var out []node.Image
+		for _, im := range vendored {
+			out = append(out, node.Image{Name: im.Ref, Open: func(ctx context.Context) (io.ReadCloser, error) {
+				return join.FetchImage(ctx, joinURL, caPEM, cert, im.Digest)
+			}})
+		}
+		return out, nil
 	}
+	vendored, err := vendoredImages(ctx)
 	if err != nil {
-		return fmt.Errorf("listing the cluster's vendored images: %w", err)
+		return err
 	}
-	for _, im := range vendored {
-		images = append(images, node.Image{Name: im.Ref, Open: func(ctx context.Context) (io.ReadCloser, error) {
-			return join.FetchImage(ctx, joinURL, caPEM, cert, im.Digest)
-		}})
-	}
+	images = append(images, vendored...)
 	return node.Run(ctx, node.Options{
-		K2Binary:        o.K2Binary,
-		DataDir:         o.DataDir,
-		NodeName:        o.NodeName,
-		NodeIP:          o.NodeIP,
-		Kubeconfig:      creds.Kubeconfig,
-		CAFile:          filepath.Join(credDir, join.CAFile),
-		Labels:          labels,
-		MaxPods:         o.MaxPods,
-		SandboxImage:    pause.Ref,
-		Images:          images,
+		K2Binary:     o.K2Binary,
+		DataDir:      o.DataDir,
+		NodeName:     o.NodeName,
+		NodeIP:       o.NodeIP,
+		Kubeconfig:   creds.Kubeconfig,
+		CAFile:       filepath.Join(credDir, join.CAFile),
+		Labels:       labels,
+		MaxPods:      o.MaxPods,
+		SandboxImage: pause.Ref,
+		Images:       images,
+		// A deploy uploads the artifact's images after the control plane
+		// is up: its own node, started with it, picks them up here.
+		MoreImages:      vendoredImages,
 		ForwardLoopback: o.ForwardLoopback,
 		HostNetNS:       o.HostNetNS,
 		ResolvConf:      o.ResolvConf,

@@ -45,8 +45,13 @@ func importArchive(ctx context.Context, c *containerd.Client, r io.Reader, pinne
 	return names, nil
 }
 
+// ImageSyncInterval is how often a node with Options.MoreImages looks for
+// images the cluster gained since it started.
+var ImageSyncInterval = 10 * time.Second
+
 // images is the component that imports the node's images (Options.Images,
-// in order) into containerd before the kubelet starts; one already there is
+// in order) into containerd before the kubelet starts, then, with
+// Options.MoreImages, those the cluster gains later; one already there is
 // skipped.
 type images struct{ n *node }
 
@@ -55,23 +60,60 @@ func (*images) Init(context.Context) error { return nil }
 func (*images) Stop(context.Context) error { return nil }
 
 func (c *images) Start(ctx context.Context) error {
-	n := c.n
-	for _, im := range n.o.Images {
-		if _, err := n.containerd.GetImage(namespaces.WithNamespace(ctx, CRINamespace), im.Name); err == nil {
-			n.log.Info("image already present", "image", im.Name)
+	for _, im := range c.n.o.Images {
+		if err := c.ensure(ctx, im, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run imports the images MoreImages lists that the node lacks, until the
+// node stops. A failed listing or import is logged and tried again.
+func (c *images) Run(ctx context.Context) error {
+	if c.n.o.MoreImages == nil {
+		return nil
+	}
+	tick := time.NewTicker(ImageSyncInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		more, err := c.n.o.MoreImages(ctx)
+		if err != nil {
+			c.n.log.Debug("listing the cluster's images", "err", err)
 			continue
 		}
-		t := time.Now()
-		r, err := im.Open(ctx)
-		if err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
+		for _, im := range more {
+			if err := c.ensure(ctx, im, false); err != nil && ctx.Err() == nil {
+				c.n.log.Warn("importing an image the cluster gained", "image", im.Name, "err", err)
+			}
 		}
-		names, err := importArchive(ctx, n.containerd, r, im.Pinned)
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("image %s: %w", im.Name, err)
-		}
-		n.log.Info("image imported", "image", im.Name, "names", names, "took", time.Since(t).Round(time.Millisecond))
 	}
+}
+
+// ensure imports im unless containerd has it.
+func (c *images) ensure(ctx context.Context, im Image, logPresent bool) error {
+	n := c.n
+	if _, err := n.containerd.GetImage(namespaces.WithNamespace(ctx, CRINamespace), im.Name); err == nil {
+		if logPresent {
+			n.log.Info("image already present", "image", im.Name)
+		}
+		return nil
+	}
+	t := time.Now()
+	r, err := im.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("image %s: %w", im.Name, err)
+	}
+	names, err := importArchive(ctx, n.containerd, r, im.Pinned)
+	r.Close()
+	if err != nil {
+		return fmt.Errorf("image %s: %w", im.Name, err)
+	}
+	n.log.Info("image imported", "image", im.Name, "names", names, "took", time.Since(t).Round(time.Millisecond))
 	return nil
 }

@@ -60,6 +60,11 @@ type Options struct {
 	SandboxImage string
 	// Images are imported at start, in order.
 	Images []Image
+	// MoreImages, if not nil, lists the images the cluster holds now; the
+	// node imports those it lacks every ImageSyncInterval. It is how a
+	// node that started before a deploy uploaded the artifact's vendored
+	// images (a control plane's own node) gets them.
+	MoreImages func(ctx context.Context) ([]Image, error)
 	// ResolvConf is the node's resolver configuration (upstream DNS);
 	// default /etc/resolv.conf.
 	ResolvConf string
