@@ -242,15 +242,7 @@ func (c *run) clusterInit(ctx context.Context, st *engine.State) error {
 	if st.Plan.Datastore.Kind != engine.DatastoreEtcd || usesMachineConfig(st.Plan.Bootstrap) {
 		return nil
 	}
-	servers, err := c.servers(ctx, st)
-	if err != nil {
-		return fmt.Errorf("finding the first server: %w", err)
-	}
-	if len(servers) == 0 {
-		return errors.New("no server with an address yet")
-	}
-	first := servers[0]
-	ac, err := AdminClient(c.o.Home, st.Env.Name)
+	first, ac, err := c.firstServer(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -459,6 +451,23 @@ func (c *run) firstJoinURL(ctx context.Context, st *engine.State, id *identity) 
 	return "https://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(id.JoinPort))
 }
 
+// firstServer is the environment's first server and an admin client of
+// the join endpoints, for the steps that talk to that server alone.
+func (c *run) firstServer(ctx context.Context, st *engine.State) (Server, *join.AdminClient, error) {
+	servers, err := c.servers(ctx, st)
+	if err != nil {
+		return Server{}, nil, fmt.Errorf("finding the first server: %w", err)
+	}
+	if len(servers) == 0 {
+		return Server{}, nil, errors.New("no server with an address yet")
+	}
+	ac, err := AdminClient(c.o.Home, st.Env.Name)
+	if err != nil {
+		return Server{}, nil, err
+	}
+	return servers[0], ac, nil
+}
+
 // restore hands the backup of Options.Restore to the first server, which
 // waits for it ('k2 server --await-restore') before it starts; a server
 // that already runs (a resumed k2 migrate) restored it before.
@@ -466,15 +475,7 @@ func (c *run) restore(ctx context.Context, st *engine.State) error {
 	if c.o.Restore == "" {
 		return nil
 	}
-	servers, err := c.servers(ctx, st)
-	if err != nil {
-		return fmt.Errorf("finding the first server: %w", err)
-	}
-	if len(servers) == 0 {
-		return errors.New("no server with an address yet")
-	}
-	first := servers[0]
-	ac, err := AdminClient(c.o.Home, st.Env.Name)
+	first, ac, err := c.firstServer(ctx, st)
 	if err != nil {
 		return err
 	}
