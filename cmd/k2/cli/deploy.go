@@ -183,11 +183,7 @@ func openDeploy(ctx context.Context, g *globals, d *deployFlags, ref string) (*d
 	if in.artifact, err = artifact.Open(ctx, in.store, ref, hasHost(ref), d.remote.options(g)); err != nil {
 		return nil, err
 	}
-	plug, err := host.Find(g.discoverOptions(), in.env.Provider)
-	if err != nil {
-		return nil, err
-	}
-	if in.provider, err = host.Launch(ctx, plug, g.launchOptions()); err != nil {
+	if in.provider, err = g.launchProvider(ctx, in.env.Provider); err != nil {
 		return nil, err
 	}
 	ok = true

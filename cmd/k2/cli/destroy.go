@@ -12,9 +12,6 @@ import (
 
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
-	"k2.dev/k2/providers/host"
-	"k2.dev/k2/providers/sdk"
-	"k2.dev/k2/provision/cluster"
 	"k2.dev/k2/provision/engine"
 )
 
@@ -61,16 +58,7 @@ destroy in the history. The environment and its values stay, so a later
 					return usererr.New(usererr.KindFailure, "destroy of %s cancelled", env)
 				}
 			}
-			plug, err := host.Find(g.discoverOptions(), e.Provider)
-			if err != nil {
-				return err
-			}
-			c, err := host.Launch(ctx, plug, g.launchOptions())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if err := cluster.Destroy(ctx, s, g.home, env, c, sdk.Config(e.ProviderConfig), g.logger()); err != nil {
+			if err := destroyEnv(ctx, g, s, e); err != nil {
 				return err
 			}
 			out := struct {

@@ -9,7 +9,6 @@ import (
 
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
-	"k2.dev/k2/providers/host"
 	"k2.dev/k2/provision/machine"
 )
 
@@ -109,11 +108,7 @@ console output. With -f it keeps printing what comes after until Ctrl-C
 // packages, which close it.
 func (g *globals) providerOpener() machine.Opener {
 	return func(ctx context.Context, name string) (machine.Provider, io.Closer, error) {
-		plug, err := host.Find(g.discoverOptions(), name)
-		if err != nil {
-			return nil, nil, err
-		}
-		c, err := host.Launch(ctx, plug, g.launchOptions())
+		c, err := g.launchProvider(ctx, name)
 		if err != nil {
 			return nil, nil, err
 		}

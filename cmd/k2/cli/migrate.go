@@ -18,7 +18,6 @@ import (
 	"k2.dev/k2/artifact"
 	"k2.dev/k2/internal/output"
 	"k2.dev/k2/internal/usererr"
-	"k2.dev/k2/providers/host"
 	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/cluster"
 	"k2.dev/k2/provision/engine"
@@ -265,11 +264,7 @@ func backupEnvToFile(ctx context.Context, s *state.Store, home, env, file string
 
 // destroyEnv destroys env's cluster through its provider.
 func destroyEnv(ctx context.Context, g *globals, s *state.Store, e *state.Environment) error {
-	plug, err := host.Find(g.discoverOptions(), e.Provider)
-	if err != nil {
-		return err
-	}
-	c, err := host.Launch(ctx, plug, g.launchOptions())
+	c, err := g.launchProvider(ctx, e.Provider)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -42,6 +43,16 @@ func (g *globals) discoverOptions() host.DiscoverOptions {
 }
 
 // launchOptions are the options every plugin launched by this k2 gets.
+// launchProvider finds the provider plugin name and starts it; the caller
+// closes the client.
+func (g *globals) launchProvider(ctx context.Context, name string) (*host.Client, error) {
+	plug, err := host.Find(g.discoverOptions(), name)
+	if err != nil {
+		return nil, err
+	}
+	return host.Launch(ctx, plug, g.launchOptions())
+}
+
 func (g *globals) launchOptions() host.LaunchOptions {
 	return host.LaunchOptions{Logger: g.logger(), Env: []string{"K2_HOME=" + g.home}}
 }
