@@ -107,7 +107,7 @@ func TestProxyDHCPOnTheWire(t *testing.T) {
 	if want := "OFFER yiaddr=0.0.0.0 siaddr=10.16.0.1 file=undionly.kpxe class=PXEClient server=10.16.0.1"; got != want {
 		t.Errorf("offer %s\nwant  %s", got, want)
 	}
-	if p, _ := srv.Progress(mac); p.Stage != netboot.StageDHCP {
+	if p := waitProgress(t, srv, mac, func(p netboot.Progress) bool { return p.Stage == netboot.StageDHCP }); p.Stage != netboot.StageDHCP {
 		t.Errorf("stage %q, want dhcp", p.Stage)
 	}
 

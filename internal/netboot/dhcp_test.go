@@ -187,7 +187,7 @@ func TestProxyDHCP(t *testing.T) {
 	// Each machine answered has reached the dhcp stage; the one whose
 	// architecture has no iPXE has an error event and no stage.
 	for name, want := range map[string]string{"bios": netboot.StageDHCP, "efi": netboot.StageDHCP, "arm": "", "plain": ""} {
-		p, _ := srv.Progress(macs[name].String())
+		p := waitProgress(t, srv, macs[name].String(), func(p netboot.Progress) bool { return p.Stage == want })
 		if p.Stage != want {
 			t.Errorf("%s: stage %q, want %q", name, p.Stage, want)
 		}
@@ -229,12 +229,7 @@ func TestProxyDHCP(t *testing.T) {
 	if _, err := wt.WriteTo(io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		p, _ = srv.Progress(macs["efi"].String())
-		if p.Stage == netboot.StageTFTP || time.Now().After(deadline) {
-			break
-		}
-	}
+	p = waitProgress(t, srv, macs["efi"].String(), func(p netboot.Progress) bool { return p.Stage == netboot.StageTFTP })
 	if p.Stage != netboot.StageTFTP {
 		t.Errorf("efi after its TFTP fetch: stage %q, want tftp (events %+v)", p.Stage, srv.Events())
 	}

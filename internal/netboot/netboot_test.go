@@ -127,16 +127,7 @@ func TestBootFlow(t *testing.T) {
 
 	// A TFTP transfer is recorded when the server has its last ACK, which
 	// may come after the client moved on.
-	var p netboot.Progress
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		var ok bool
-		if p, ok = srv.Progress(mac); !ok {
-			t.Fatal("no progress")
-		}
-		if _, ok := p.Stages[netboot.StageTFTP]; ok || time.Now().After(deadline) {
-			break
-		}
-	}
+	p := waitProgress(t, srv, mac, func(p netboot.Progress) bool { _, ok := p.Stages[netboot.StageTFTP]; return ok })
 	var stages []string
 	for _, st := range []string{netboot.StageTFTP, netboot.StageScript, netboot.StageKernel, netboot.StageInitramfs, netboot.StageConfig} {
 		if _, ok := p.Stages[st]; ok {
@@ -177,4 +168,21 @@ func TestRestartOnSameAddresses(t *testing.T) {
 		t.Fatalf("a boot server on the addresses of a closed one: %v", err)
 	}
 	second.Close()
+}
+
+// waitProgress returns mac's progress once done(progress) holds, or after
+// 10 s whatever it is then. A request is recorded after its answer has
+// left (with the bytes sent and the time taken), so a client holding the
+// answer may ask a moment before the server has recorded it.
+func waitProgress(t *testing.T, srv *netboot.Server, mac string, done func(netboot.Progress) bool) netboot.Progress {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		p, ok := srv.Progress(mac)
+		if !ok {
+			t.Fatalf("no progress for %s: not a machine of this server", mac)
+		}
+		if done(p) || time.Now().After(deadline) {
+			return p
+		}
+	}
 }
