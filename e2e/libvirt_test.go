@@ -126,8 +126,11 @@ const lvTimeout = "12m"
 // network and mount namespaces) whose qemu driver runs the VMs under TCG
 // (domain type qemu), booting the k2 OS image `k2 os build` made of the k2
 // under test, each VM given its machine config on a cidata volume. k2
-// deploy and kubectl run in the daemon's network namespace, where the NAT
-// network k2 made (bridge, dnsmasq) and every VM address live.
+// reaches the daemon as a homelab reaches its hypervisor: qemu+ssh://,
+// through Debian's OpenSSH sshd (so the image volumes are uploaded and
+// the consoles read over ssh). k2 and kubectl run in the daemon's network
+// namespace, where sshd, the NAT network k2 made (bridge, dnsmasq) and
+// every VM address live.
 //
 // k2 deploy is SIGKILLed while the worker VM boots; k2 resume finds the
 // worker's domain by its request id (one worker VM, not two) and finishes.
@@ -160,7 +163,8 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 	// unsafe: the guests' flushes (SQLite's) cost nothing on a busy host.
 	// qemu's default CPU model: -cpu max once hung Debian's kernel in a
 	// crypto self-test under TCG (docs/os.md).
-	cfg, _ := json.Marshal(map[string]any{"uri": d.URI("qemu"), "image": img, "poll_interval": "500ms", "disk_cache": "unsafe"})
+	sshd := d.StartSSHD(t)
+	cfg, _ := json.Marshal(map[string]any{"uri": sshd.URI("qemu", sshd.Addr), "image": img, "poll_interval": "500ms", "disk_cache": "unsafe"})
 	cfgFile := filepath.Join(home, "libvirt.json")
 	if err := os.WriteFile(cfgFile, cfg, 0o600); err != nil {
 		t.Fatal(err)
@@ -277,13 +281,22 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 			Addresses  []string
 		}
 	}
-	r := mustK2(t, home, "status", env, "-o", "json")
-	if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
-		t.Fatalf("k2 status -o json: %v\n%s", err, r.Stdout)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stCmd := d.Command(ctx, k2Bin, "status", env, "-o", "json")
+	stCmd.Env = append(os.Environ(), "K2_HOME="+home, "NO_COLOR=1")
+	var stderr strings.Builder
+	stCmd.Stderr = &stderr
+	status, err := stCmd.Output()
+	if err != nil {
+		t.Fatalf("k2 status: %v\n%s%s", err, status, stderr.String())
+	}
+	if err := json.Unmarshal(status, &st); err != nil {
+		t.Fatalf("k2 status -o json: %v\n%s", err, status)
 	}
 	leases, _ := d.Virsh("qemu", "net-dhcp-leases", "k2-"+env)
 	if len(st.Machines) != 2 {
-		t.Errorf("k2 status: %d machines, want 2:\n%s", len(st.Machines), r.Stdout)
+		t.Errorf("k2 status: %d machines, want 2:\n%s", len(st.Machines), status)
 	}
 	for _, m := range st.Machines {
 		if len(m.Addresses) == 0 || !strings.Contains(leases, m.Addresses[0]+"/") || m.ProviderID == "" {

@@ -11,6 +11,9 @@
 //
 // Clients reach it through its socket: URI("qemu") is
 // qemu:///system?socket=…, URI("test") the daemon's test:///default driver.
+// It also listens on TCP (TCPAddr, in its namespace, without
+// authentication: qemu+tcp://), and StartSSHD serves its socket over
+// OpenSSH (qemu+ssh://), as remote hypervisors are reached.
 // Programs that must reach the VMs (k2 deploy, kubectl) run in the
 // namespace with Command.
 package libvirttest
@@ -190,6 +193,11 @@ unix_sock_rw_perms = "0700"
 auth_unix_rw = "none"
 auth_unix_ro = "none"
 log_outputs = "3:file:$D/libvirtd.log"
+listen_tcp = 1
+listen_tls = 0
+listen_addr = "127.0.0.1"
+tcp_port = "16509"
+auth_tcp = "none"
 EOF
 cat > "$D/etc/qemu.conf" <<EOF
 user = "root"
@@ -207,7 +215,7 @@ for p in /etc/libvirt:etc /run/libvirt:run /var/lib/libvirt:lib /var/cache/libvi
 done
 ip link set lo up
 virtlogd -p "$D/virtlogd.pid" &
-exec libvirtd -p "$D/libvirtd.pid" -f /etc/libvirt/libvirtd.conf
+exec libvirtd --listen -p "$D/libvirtd.pid" -f /etc/libvirt/libvirtd.conf
 `
 
 // URI returns the URI of a driver of the daemon: "qemu" (qemu:///system)

@@ -1,10 +1,14 @@
 package libvirt
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
+	"os/user"
 	"strings"
 
 	"github.com/digitalocean/go-libvirt"
@@ -91,19 +95,49 @@ func (c *conn) wrap(ctx context.Context, err error) error {
 }
 
 // connectError explains a failed connection: the user fixes the URI, the
-// daemon or the permissions.
+// daemon, the ssh setup or the permissions.
 func connectError(cfg *config, err error) error {
 	msg := err.Error()
+	_, transport, _ := strings.Cut(cfg.uri.Scheme, "+")
 	hint := "check the uri setting and that libvirtd runs there"
 	switch {
+	case strings.Contains(msg, "known_hosts") || strings.Contains(msg, "knownhosts"):
+		hint = fmt.Sprintf("k2 checks the host's ssh key against ~/.ssh/known_hosts of the user it runs as: ssh to %s once as that user to add it (or add no_verify=1 to the URI to skip the check)", cfg.uri.Hostname())
+	case strings.Contains(msg, "unable to authenticate"):
+		hint = fmt.Sprintf("sshd took none of k2's keys: k2 offers the ssh agent's ($SSH_AUTH_SOCK) and ~/.ssh/id_*, or the key ?keyfile=PATH names; add its public half to ~/.ssh/authorized_keys of %q on the host", sshUser(cfg.uri))
+	case strings.Contains(msg, "remote libvirt socket"):
+		hint = "sshd let k2 in but could not reach libvirtd's socket there: start libvirtd on that host, or name its socket with ?socket=PATH"
 	case errors.Is(err, os.ErrPermission) || strings.Contains(msg, "permission denied"):
 		hint = "k2 may not use the socket: run as root or as a member of the group libvirt"
+	case strings.Contains(msg, "connection refused") && transport != "" && transport != "unix":
+		addr := net.JoinHostPort(cfg.uri.Hostname(), cmp.Or(cfg.uri.Port(), defaultPorts[transport]))
+		hint = fmt.Sprintf("nothing listens at %s: ", addr)
+		switch transport {
+		case "tcp":
+			hint += "libvirtd must run there with --listen and listen_tcp = 1 in libvirtd.conf (or virtproxyd's TCP socket enabled)"
+		case "tls":
+			hint += "libvirtd must run there with --listen and listen_tls = 1 (or virtproxyd's TLS socket enabled)"
+		default:
+			hint += "sshd must run there (port 22 unless the URI names another)"
+		}
 	case errors.Is(err, os.ErrNotExist) || strings.Contains(msg, "no such file") || strings.Contains(msg, "connection refused"):
 		hint = "libvirtd is not running there: start it (systemctl start libvirtd, or libvirtd -d)"
-	case strings.Contains(msg, "ssh:") || strings.Contains(msg, "knownhosts"):
-		hint = "k2 connects with Go's ssh client: it uses the ssh agent or ~/.ssh/id_* (or ?keyfile=) and checks ~/.ssh/known_hosts (ssh to the host once to add it)"
 	}
 	return userErrorf("config.uri", "connecting to %s: %v; %s", redactURI(cfg.URI), err, hint)
+}
+
+// defaultPorts are libvirt's remote transports' ports.
+var defaultPorts = map[string]string{"tcp": "16509", "tls": "16514", "ssh": "22", "libssh": "22", "libssh2": "22"}
+
+// sshUser is the user an ssh URI logs in as: its own, or the one k2 runs as.
+func sshUser(u *url.URL) string {
+	if n := u.User.Username(); n != "" {
+		return n
+	}
+	if cur, err := user.Current(); err == nil {
+		return cur.Username
+	}
+	return "the user"
 }
 
 // redactURI hides a password in a URI.

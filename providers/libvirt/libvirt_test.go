@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -280,4 +282,82 @@ func TestPowerAndConsole(t *testing.T) {
 	if err := p.Console(ctx, &sdk.ConsoleRequest{Config: cfg, MachineID: "no-such-machine", Output: &out}); err == nil || !strings.Contains(err.Error(), "no machine no-such-machine") {
 		t.Errorf("Console of an unknown machine: %v", err)
 	}
+}
+
+// TestRemoteTransports runs the provider contract against a libvirtd
+// reached as remote hypervisors are: over qemu+tcp:// (libvirtd's own TCP
+// listener) and qemu+ssh:// (Debian's OpenSSH sshd forwarding to
+// libvirtd's socket: the homelab case), with the test driver, so nothing
+// boots. Then what a user gets wrong there — a host key not in
+// known_hosts, a key sshd does not take, nothing listening — is a
+// diagnostic at config.uri that says what to do.
+func TestRemoteTransports(t *testing.T) {
+	t.Setenv("SSH_AUTH_SOCK", "") // only the key the URI names
+	d, _ := testDriver(t)
+	sshd := d.StartSSHD(t)
+	sshAddr := d.Forward(t, sshd.Addr)
+	img := fakeImage(t)
+	for _, tc := range []struct{ name, uri string }{
+		{"tcp", d.TCPURI("test", d.Forward(t, libvirttest.TCPAddr))},
+		{"ssh", sshd.URI("test", sshAddr)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			providertest.Run(t, libvirt.New, providertest.WithConfig(func(t *testing.T) sdk.Config {
+				return config(t, map[string]any{"uri": tc.uri, "image": img, "poll_interval": "50ms"})
+			}))
+		})
+	}
+
+	otherKey := filepath.Join(t.TempDir(), "other")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v: %s", err, out)
+	}
+	// The ssh URI with a query parameter changed ("" drops it).
+	ssh := func(key, value string) string {
+		u, _ := url.Parse(sshd.URI("test", sshAddr))
+		q := u.Query()
+		if q.Del(key); value != "" {
+			q.Set(key, value)
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	refused := freeLoopback(t)
+	for _, tc := range []struct{ name, uri, want string }{
+		// root's ~/.ssh/known_hosts (read, never written) lacks this
+		// sshd's fresh key, or does not exist.
+		{"host key not known", ssh("no_verify", ""), "ssh to 127.0.0.1 once as that user to add it (or add no_verify=1"},
+		{"key not accepted", ssh("keyfile", otherKey), `add its public half to ~/.ssh/authorized_keys of "root" on the host`},
+		{"no libvirtd behind sshd", ssh("socket", filepath.Join(t.TempDir(), "no-such-sock")), "could not reach libvirtd's socket there"},
+		{"tcp: nothing listening", "test+tcp://" + refused + "/default", "nothing listens at " + refused + ": libvirtd must run there with --listen"},
+		{"ssh: nothing listening", "qemu+ssh://root@" + refused + "/system", "nothing listens at " + refused + ": sshd must run there"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			p := providertest.Connect(t, libvirt.New)
+			r, err := p.List(ctx, &sdk.ListRequest{Config: config(t, map[string]any{"uri": tc.uri, "image": img})})
+			if err != nil {
+				t.Fatalf("List: %v (want a diagnostic)", err)
+			}
+			if !r.Diagnostics.HasErrors() {
+				t.Fatalf("no diagnostic, want one at config.uri saying %q", tc.want)
+			}
+			if r.Diagnostics[0].Path != "config.uri" || !strings.Contains(r.Diagnostics[0].String(), tc.want) {
+				t.Errorf("diagnostics %v, want one at config.uri saying %q", r.Diagnostics, tc.want)
+			}
+			t.Logf("%s", r.Diagnostics[0])
+		})
+	}
+}
+
+// freeLoopback is a loopback address where nothing listens.
+func freeLoopback(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
