@@ -261,7 +261,9 @@ func resolveImage(s string) (string, bool) {
 	return s, false
 }
 
-// Validate checks a config and connects to its libvirtd.
+// Validate checks a config, its boot image's manifest and the machine
+// requests. It does not connect: a libvirtd that cannot be reached is
+// reported, with what to fix, by the first call that needs it.
 func (p *Provider) Validate(ctx context.Context, req *sdk.ValidateRequest) (*sdk.ValidateResponse, error) {
 	cfg, ds := load(req.Config)
 	ds = append(ds, sdk.CheckMachines(capabilities(), req.Machines, req.Bootstrap)...)
