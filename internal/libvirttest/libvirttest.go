@@ -304,7 +304,8 @@ func (d *Daemon) Stop() {
 	}
 }
 
-// pids lists the processes in the daemon's network namespace.
+// pids lists the processes in the daemon's network namespace, but for
+// this one (whose sockets, not its threads, may be in there: netns).
 func (d *Daemon) pids() []int {
 	out, err := exec.Command("ip", "netns", "pids", d.Netns).Output()
 	if err != nil {
@@ -312,7 +313,7 @@ func (d *Daemon) pids() []int {
 	}
 	var pids []int
 	for _, f := range strings.Fields(string(out)) {
-		if p, err := strconv.Atoi(f); err == nil {
+		if p, err := strconv.Atoi(f); err == nil && p != os.Getpid() {
 			pids = append(pids, p)
 		}
 	}

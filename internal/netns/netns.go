@@ -13,24 +13,41 @@ import (
 )
 
 // Do runs f on an OS thread of its own switched into the network namespace
-// at path (e.g. /run/netns/NAME, /proc/PID/ns/net). The thread is never
-// switched back: it stays locked to f's goroutine and ends with it, so no
-// other goroutine ever runs in the wrong namespace.
+// at path (e.g. /run/netns/NAME, /proc/PID/ns/net), then switches the
+// thread back. No other goroutine runs on the thread meanwhile. Should the
+// switch back fail, the thread stays locked to f's goroutine and ends with
+// it; the process's main thread, which Go never ends, would stay wedged
+// in its namespace, so the switch back is not left to the thread's end:
+// tools such as `ip netns pids` judge a process by its main thread's
+// namespace.
 func Do(path string, f func() error) error {
 	ch := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // not unlocked: the thread exits with this goroutine
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- err
+			return
+		}
+		defer orig.Close()
 		ns, err := os.Open(path)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- err
 			return
 		}
 		defer ns.Close()
 		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- fmt.Errorf("entering network namespace %s: %w", path, err)
 			return
 		}
-		ch <- f()
+		err = f()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- err
 	}()
 	return <-ch
 }

@@ -6,6 +6,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -15,6 +17,10 @@ import (
 func TestListenAndDialInside(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root")
+	}
+	own, err := os.Readlink("/proc/self/ns/net") // the main thread's: the process's, to ip netns pids
+	if err != nil {
+		t.Fatal(err)
 	}
 	b := make([]byte, 4)
 	rand.Read(b)
@@ -57,5 +63,28 @@ func TestListenAndDialInside(t *testing.T) {
 	}
 	if err := Do("/run/netns/k2netns-none", func() error { return nil }); err == nil {
 		t.Fatal("a namespace that does not exist: no error")
+	}
+
+	// Many calls at once, on whichever threads the runtime picks (the
+	// main thread among them, at times): afterwards every thread of the
+	// process is back in the test's own namespace.
+	for range 20 {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := Do(path, func() error { return nil }); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+	for _, task := range tasks {
+		if ns, err := os.Readlink(task); err == nil && ns != own {
+			t.Errorf("%s is in %s after Do returned, not the test's %s", task, ns, own)
+		}
 	}
 }
