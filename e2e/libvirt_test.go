@@ -304,6 +304,10 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 		}
 	}
 
+	if log := sshd.Log(); !strings.Contains(log, "Accepted publickey for root") {
+		t.Errorf("sshd logged no login: k2 did not reach libvirtd over ssh:\n%s", tail(log, 20))
+	}
+
 	// Destroy: nothing k2 made is left (virsh checks).
 	if code, _ := runLV(t, d, home, &out, nil, "destroy", env, "--yes"); code != 0 {
 		t.Fatalf("k2 destroy: exit %d\n%s", code, out.String())

@@ -119,8 +119,7 @@ LogLevel VERBOSE
 		_ = cmd.Process.Kill()
 		<-exited
 		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
-			t.Logf("sshd:\n%s", b)
+			t.Logf("sshd:\n%s", s.Log())
 		}
 	})
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -138,6 +137,12 @@ LogLevel VERBOSE
 			t.Fatalf("sshd did not listen on %s within 30s", s.Addr)
 		}
 	}
+}
+
+// Log returns what sshd logged (at VERBOSE: each login and key).
+func (s *SSHD) Log() string {
+	b, _ := os.ReadFile(filepath.Join(s.daemon.Dir, "sshd", "sshd.log"))
+	return string(b)
 }
 
 // URI is the qemu+ssh:// (or test+ssh://) URI of a driver of the daemon

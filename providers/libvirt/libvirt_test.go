@@ -307,6 +307,9 @@ func TestRemoteTransports(t *testing.T) {
 			}))
 		})
 	}
+	if log := sshd.Log(); !strings.Contains(log, "Accepted publickey for root") {
+		t.Errorf("sshd logged no login: the ssh run did not go through it:\n%s", log)
+	}
 
 	otherKey := filepath.Join(t.TempDir(), "other")
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey).CombinedOutput(); err != nil {
