@@ -58,6 +58,10 @@ $(GOLANGCI_LINT): tools/go.mod tools/go.sum
 test-unit:
 	$(GO) vet ./...
 	$(GO) test -ldflags '$(K8S_LDFLAGS)' -count=1 $(UNIT_PKGS)
+	# Providers call the plugin SDK from many goroutines (a machine each):
+	# its tests and the conformance kit's also run under the race detector
+	# (cgo, gcc; no control plane in them, so ~1 min cold).
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./providers/sdk/... ./providers/providertest/...
 	cd conformance && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 fuzz:

@@ -75,8 +75,10 @@ func Connect(t testing.TB, newProvider func() sdk.Provider) sdk.Provider {
 	t.Helper()
 	client, server := plugin.TestPluginGRPCConn(t, false, sdk.PluginSet(newProvider))
 	t.Cleanup(func() {
-		_ = client.Close()
+		// The server first: the client's Close asks the server to stop
+		// itself, which would race with a Stop of ours.
 		server.Stop()
+		_ = client.Close()
 	})
 	raw, err := client.Dispense(sdk.PluginName)
 	if err != nil {

@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,12 +54,26 @@ func (s *grpcServer) Create(req *pb.CreateRequest, stream pb.Provider_CreateServ
 	if b := bootstrapFromPB(req.Bootstrap); b != nil {
 		r.Bootstrap = *b
 	}
+	// A provider reports progress from as many goroutines as it likes
+	// (one per machine), but a gRPC stream takes one Send at a time, and
+	// none after the handler returned (a goroutine the provider left
+	// running): both are serialised here.
+	var mu sync.Mutex
+	done := false
 	r.OnProgress = func(p Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			return
+		}
 		// A lost progress event is not worth failing the Create for; a
 		// broken stream shows up as ctx cancellation.
 		_ = stream.Send(&pb.CreateEvent{Progress: &pb.Progress{Machine: p.Machine, Message: p.Message, Percent: p.Percent}})
 	}
 	resp, err := s.impl.Create(ctx, r)
+	mu.Lock()
+	defer mu.Unlock()
+	done = true
 	if err != nil {
 		return toStatus(err)
 	}
@@ -89,10 +104,20 @@ func (s *grpcServer) Power(ctx context.Context, req *pb.PowerRequest) (*pb.Power
 	return &pb.PowerResponse{State: resp.State, Diagnostics: diagsToPB(resp.Diagnostics)}, nil
 }
 
-// chunkWriter sends each Write as one ConsoleChunk.
-type chunkWriter struct{ stream pb.Provider_ConsoleServer }
+// chunkWriter sends each Write as one ConsoleChunk, one at a time, and
+// none once the handler has returned.
+type chunkWriter struct {
+	mu     sync.Mutex
+	stream pb.Provider_ConsoleServer
+	done   bool
+}
 
-func (w chunkWriter) Write(p []byte) (int, error) {
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return 0, errors.New("console: the call has ended")
+	}
 	if err := w.stream.Send(&pb.ConsoleChunk{Data: append([]byte(nil), p...)}); err != nil {
 		return 0, err
 	}
@@ -100,5 +125,10 @@ func (w chunkWriter) Write(p []byte) (int, error) {
 }
 
 func (s *grpcServer) Console(req *pb.ConsoleRequest, stream pb.Provider_ConsoleServer) error {
-	return toStatus(s.impl.Console(stream.Context(), &ConsoleRequest{Config: req.Config, MachineID: req.MachineId, Follow: req.Follow, Output: chunkWriter{stream}}))
+	w := &chunkWriter{stream: stream}
+	err := s.impl.Console(stream.Context(), &ConsoleRequest{Config: req.Config, MachineID: req.MachineId, Follow: req.Follow, Output: w})
+	w.mu.Lock()
+	w.done = true
+	w.mu.Unlock()
+	return toStatus(err)
 }

@@ -236,7 +236,8 @@ type CreateRequest struct {
 	OnProgress func(Progress)
 }
 
-// Report sends a progress event to k2; safe when nobody listens.
+// Report sends a progress event to k2; safe when nobody listens, from
+// several goroutines at once, and after Create returned (then dropped).
 func (r *CreateRequest) Report(machine, format string, args ...any) {
 	if r.OnProgress != nil {
 		r.OnProgress(Progress{Machine: machine, Message: sprintf(format, args...)})
@@ -299,5 +300,8 @@ type ConsoleRequest struct {
 	Config    Config
 	MachineID string
 	Follow    bool
-	Output    io.Writer
+	// Output is where the bytes go. The SDK's, on the plugin side, takes
+	// writes from several goroutines at once; after Console returned it
+	// refuses them.
+	Output io.Writer
 }
