@@ -12,27 +12,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
-	"golang.org/x/sys/unix"
 
 	"k2.dev/k2/internal/fatfs"
 	"k2.dev/k2/internal/imagetest"
+	"k2.dev/k2/internal/netns"
 )
 
 // requireVMs skips unless the VM tests are asked for (K2_VM_E2E=1, which
-// make test-vm sets; make test does not yet: under TCG on a loaded 2-core
-// machine they have not finished inside CI's budget) and can run here: root, qemu-system-x86_64, Debian's
-// kernel in /boot, busybox's udhcpd for the lab's DHCP.
+// make test-vm-run sets: it runs them alone, after the other e2e tests,
+// because emulated VMs slow down many times on a loaded host) and fails
+// unless they can run here: root, qemu-system-x86_64, Debian's kernel in
+// /boot, busybox's udhcpd for the lab's DHCP.
 func requireVMs(t testing.TB) {
 	t.Helper()
 	if os.Getenv("K2_VM_E2E") == "" {
-		t.Skip("VM tests: set K2_VM_E2E=1 (make test-vm does)")
+		t.Skip("VM tests: set K2_VM_E2E=1 (make test and make test-vm do)")
 	}
 	requireVMHost(t, t.Fatalf) // asked for: a missing piece is an error
 }
@@ -325,70 +324,17 @@ func (l *lab) startDHCP(t testing.TB, leases map[string]string) {
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); log.Close() })
 }
 
-// forward listens on 127.0.0.1 and connects each connection to target
+// forward listens on 127.0.0.1 and relays each connection to target
 // inside the lab's network namespace, so the host's own tools (kubectl,
 // the test's clients) reach the VMs without a route into the lab.
 func (l *lab) forward(t testing.TB, target string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := netns.Forward("127.0.0.1:0", "/run/netns/"+l.ns, target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				up, err := dialInNetns(l.ns, target)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				done := make(chan struct{}, 2)
-				go func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				go func() { io.Copy(c, up); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-				<-done
-				<-done
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// dialInNetns connects to addr from inside network namespace ns: the
-// socket is made on a thread switched into ns, and keeps that namespace.
-func dialInNetns(ns, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		f, err := os.Open("/run/netns/" + ns)
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: err}
-			return
-		}
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		ch <- result{c, err}
-	}()
-	r := <-ch
-	return r.c, r.err
+	t.Cleanup(func() { f.Close() })
+	return f.Addr()
 }
 
 // buildVMWebArtifact builds tag in home: `MACHINES control-plane=1

@@ -1,17 +1,12 @@
 package libvirttest
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,56 +176,10 @@ func uriPath(driver string) string {
 // inside it. It returns the loopback address.
 func (d *Daemon) Forward(t testing.TB, addr string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	f, err := netns.Forward("127.0.0.1:0", "/run/netns/"+d.Netns, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		cancel()
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				relay(ctx, c, func() (net.Conn, error) { return netns.Dial("/run/netns/"+d.Netns, addr) })
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-// relay copies between c and a connection dial makes until either side
-// closes or ctx ends.
-func relay(ctx context.Context, c net.Conn, dial func() (net.Conn, error)) {
-	defer c.Close()
-	up, err := dial()
-	if err != nil {
-		return
-	}
-	defer up.Close()
-	stop := context.AfterFunc(ctx, func() { c.Close(); up.Close() })
-	defer stop()
-	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, err := io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok && (err == nil || errors.Is(err, io.EOF)) {
-			_ = tc.CloseWrite()
-		}
-		done <- struct{}{}
-	}
-	go cp(up, c)
-	go cp(c, up)
-	<-done
-	<-done
+	t.Cleanup(func() { f.Close() })
+	return f.Addr()
 }
