@@ -18,24 +18,11 @@ import (
 // from inside it and not from the test's own namespace, and the test's
 // threads stay where they were.
 func TestListenAndDialInside(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
 	own, err := os.Readlink("/proc/self/ns/net") // the main thread's: the process's, to ip netns pids
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "k2netns-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	path := "/run/netns/" + name
-	if err := Do(path, func() error { return exec.Command("ip", "link", "set", "lo", "up").Run() }); err != nil {
-		t.Fatal(err)
-	}
+	path := newNamespace(t)
 	ln, err := Listen(path, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -96,20 +83,7 @@ func TestListenAndDialInside(t *testing.T) {
 // another through Forward, both ways, with the end of each direction
 // passed on; Close ends a relay still open.
 func TestForward(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("network namespaces need root")
-	}
-	b := make([]byte, 4)
-	rand.Read(b)
-	name := "k2netns-" + hex.EncodeToString(b)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	path := "/run/netns/" + name
-	if err := Do(path, func() error { return exec.Command("ip", "link", "set", "lo", "up").Run() }); err != nil {
-		t.Fatal(err)
-	}
+	path := newNamespace(t)
 	ln, err := Listen(path, "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -162,4 +136,25 @@ func TestForward(t *testing.T) {
 	if _, err := io.ReadAll(open); errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Error("the client's side stayed open after Close") // its end is EOF or a reset
 	}
+}
+
+// newNamespace makes a network namespace (its loopback up) for t and
+// returns its path; it is removed when t ends.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("network namespaces need root")
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "k2netns-" + hex.EncodeToString(b)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Skipf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	path := "/run/netns/" + name
+	if err := Do(path, func() error { return exec.Command("ip", "link", "set", "lo", "up").Run() }); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
