@@ -1,4 +1,4 @@
-package sdk_test
+package providertest_test
 
 import (
 	"bytes"
@@ -66,7 +66,7 @@ func (p *busyProvider) Console(ctx context.Context, req *sdk.ConsoleRequest) err
 
 // TestStreamsTakeConcurrentWrites: progress reported and console output
 // written from many goroutines at once all reach k2 through the plugin's
-// gRPC streams, with the call's result; what a provider sends after the
+// gRPC streams (the SDK's, as Connect serves them), with the call's result; what a provider sends after the
 // call returned is dropped, not a failure (gRPC streams take one Send at
 // a time: unserialised, they failed with "SendHeader called multiple
 // times").
