@@ -12,7 +12,8 @@
 // Clients reach it through its socket: URI("qemu") is
 // qemu:///system?socket=…, URI("test") the daemon's test:///default driver.
 // It also listens on TCP (TCPAddr, in its namespace, without
-// authentication: qemu+tcp://), and StartSSHD serves its socket over
+// authentication: qemu+tcp://) and TLS (TLSAddr, client certificates from
+// a CA of its own: qemu+tls://), and StartSSHD serves its socket over
 // OpenSSH (qemu+ssh://), as remote hypervisors are reached.
 // Programs that must reach the VMs (k2 deploy, kubectl) run in the
 // namespace with Command.
@@ -119,6 +120,9 @@ func start() (*Daemon, error) {
 	if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(fmt.Sprintf("%d %s\n", os.Getpid(), d.Netns)), 0o644); err != nil {
 		return d, err
 	}
+	if err := WritePKI(d.PKIDir()); err != nil {
+		return d, fmt.Errorf("making the daemon's TLS certificates: %w", err)
+	}
 	script := filepath.Join(dir, "start.sh")
 	if err := os.WriteFile(script, []byte(startScript), 0o755); err != nil {
 		return d, err
@@ -194,10 +198,15 @@ auth_unix_rw = "none"
 auth_unix_ro = "none"
 log_outputs = "3:file:$D/libvirtd.log"
 listen_tcp = 1
-listen_tls = 0
+listen_tls = 1
 listen_addr = "127.0.0.1"
 tcp_port = "16509"
 auth_tcp = "none"
+tls_port = "16514"
+auth_tls = "none"
+ca_file = "$D/pki/cacert.pem"
+cert_file = "$D/pki/servercert.pem"
+key_file = "$D/pki/serverkey.pem"
 EOF
 cat > "$D/etc/qemu.conf" <<EOF
 user = "root"

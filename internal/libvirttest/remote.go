@@ -156,6 +156,17 @@ func (d *Daemon) TCPURI(driver, addr string) string {
 	return fmt.Sprintf("%s+tcp://%s/%s", uriDriver(driver), addr, uriPath(driver))
 }
 
+// PKIDir holds the daemon's CA certificate and a client certificate and
+// key it accepts, as libvirt's clients want them (?pkipath=).
+func (d *Daemon) PKIDir() string { return filepath.Join(d.Dir, "pki") }
+
+// TLSURI is the qemu+tls:// (or test+tls://) URI of a driver of the
+// daemon at addr (TLSAddr inside its namespace, or a Forward of it), with
+// the client certificate in PKIDir.
+func (d *Daemon) TLSURI(driver, addr string) string {
+	return fmt.Sprintf("%s+tls://%s/%s?%s", uriDriver(driver), addr, uriPath(driver), url.Values{"pkipath": {d.PKIDir()}}.Encode())
+}
+
 func uriDriver(driver string) string {
 	if driver == "test" {
 		return "test"

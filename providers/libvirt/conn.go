@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -105,6 +106,14 @@ func connectError(cfg *config, err error) error {
 		hint = fmt.Sprintf("k2 checks the host's ssh key against ~/.ssh/known_hosts of the user it runs as: ssh to %s once as that user to add it (or add no_verify=1 to the URI to skip the check)", cfg.uri.Hostname())
 	case strings.Contains(msg, "unable to authenticate"):
 		hint = fmt.Sprintf("sshd took none of k2's keys: k2 offers the ssh agent's ($SSH_AUTH_SOCK) and ~/.ssh/id_*, or the key ?keyfile=PATH names; add its public half to ~/.ssh/authorized_keys of %q on the host", sshUser(cfg.uri))
+	case strings.Contains(msg, "could not read tls"):
+		hint = "k2 needs cacert.pem, clientcert.pem and clientkey.pem in the directory ?pkipath=DIR names (else /etc/pki/CA/cacert.pem, /etc/pki/libvirt/clientcert.pem and /etc/pki/libvirt/private/clientkey.pem)"
+	case strings.Contains(msg, "x509:"):
+		hint = "libvirtd's certificate does not check out against cacert.pem: it must be signed by that CA and name the host as the URI does"
+	case transport == "tls" && (strings.Contains(msg, "server verification") || strings.Contains(msg, "remote error: tls") || errors.Is(err, io.EOF) || strings.HasSuffix(msg, "EOF")):
+		// libvirtd checks the client's certificate after the handshake
+		// and, if it refuses it, drops the connection or says so.
+		hint = "libvirtd closed the connection: most likely it refused k2's client certificate; sign clientcert.pem with the CA in libvirtd's ca_file (and check its tls_allowed_dn_list)"
 	case strings.Contains(msg, "remote libvirt socket"):
 		hint = "sshd let k2 in but could not reach libvirtd's socket there: start libvirtd on that host, or name its socket with ?socket=PATH"
 	case errors.Is(err, os.ErrPermission) || strings.Contains(msg, "permission denied"):

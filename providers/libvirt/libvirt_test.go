@@ -300,6 +300,7 @@ func TestRemoteTransports(t *testing.T) {
 	for _, tc := range []struct{ name, uri string }{
 		{"tcp", d.TCPURI("test", d.Forward(t, libvirttest.TCPAddr))},
 		{"ssh", sshd.URI("test", sshAddr)},
+		{"tls", d.TLSURI("test", d.Forward(t, libvirttest.TLSAddr))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			providertest.Run(t, libvirt.New, providertest.WithConfig(func(t *testing.T) sdk.Config {
@@ -325,6 +326,25 @@ func TestRemoteTransports(t *testing.T) {
 		u.RawQuery = q.Encode()
 		return u.String()
 	}
+	// TLS with certificates libvirtd does not trust, or none: a PKI of
+	// another CA, and the daemon's CA with the other CA's client.
+	tlsAddr := d.Forward(t, libvirttest.TLSAddr)
+	otherPKI, mixedPKI := t.TempDir(), t.TempDir()
+	if err := libvirttest.WritePKI(otherPKI); err != nil {
+		t.Fatal(err)
+	}
+	for src, files := range map[string][]string{d.PKIDir(): {"cacert.pem"}, otherPKI: {"clientcert.pem", "clientkey.pem"}} {
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(src, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(mixedPKI, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	tlsURI := func(pki string) string { return "test+tls://" + tlsAddr + "/default?pkipath=" + url.QueryEscape(pki) }
 	refused := freeLoopback(t)
 	for _, tc := range []struct{ name, uri, want string }{
 		// root's ~/.ssh/known_hosts (read, never written) lacks this
@@ -334,6 +354,9 @@ func TestRemoteTransports(t *testing.T) {
 		{"no libvirtd behind sshd", ssh("socket", filepath.Join(t.TempDir(), "no-such-sock")), "could not reach libvirtd's socket there"},
 		{"tcp: nothing listening", "test+tcp://" + refused + "/default", "nothing listens at " + refused + ": libvirtd must run there with --listen"},
 		{"ssh: nothing listening", "qemu+ssh://root@" + refused + "/system", "nothing listens at " + refused + ": sshd must run there"},
+		{"tls: no client certificate", tlsURI(t.TempDir()), "k2 needs cacert.pem, clientcert.pem and clientkey.pem in the directory ?pkipath=DIR names"},
+		{"tls: server of another CA", tlsURI(otherPKI), "libvirtd's certificate does not check out against cacert.pem"},
+		{"tls: client of another CA", tlsURI(mixedPKI), "most likely it refused k2's client certificate; sign clientcert.pem"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
