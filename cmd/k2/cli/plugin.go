@@ -42,7 +42,6 @@ func (g *globals) discoverOptions() host.DiscoverOptions {
 	}
 }
 
-// launchOptions are the options every plugin launched by this k2 gets.
 // launchProvider finds the provider plugin name and starts it; the caller
 // closes the client.
 func (g *globals) launchProvider(ctx context.Context, name string) (*host.Client, error) {
@@ -53,6 +52,7 @@ func (g *globals) launchProvider(ctx context.Context, name string) (*host.Client
 	return host.Launch(ctx, plug, g.launchOptions())
 }
 
+// launchOptions are the options every plugin launched by this k2 gets.
 func (g *globals) launchOptions() host.LaunchOptions {
 	return host.LaunchOptions{Logger: g.logger(), Env: []string{"K2_HOME=" + g.home}}
 }
