@@ -54,26 +54,16 @@ func (s *grpcServer) Create(req *pb.CreateRequest, stream pb.Provider_CreateServ
 	if b := bootstrapFromPB(req.Bootstrap); b != nil {
 		r.Bootstrap = *b
 	}
-	// A provider reports progress from as many goroutines as it likes
-	// (one per machine), but a gRPC stream takes one Send at a time, and
-	// none after the handler returned (a goroutine the provider left
-	// running): both are serialised here.
-	var mu sync.Mutex
-	done := false
+	var sends serialSends
 	r.OnProgress = func(p Progress) {
-		mu.Lock()
-		defer mu.Unlock()
-		if done {
-			return
-		}
 		// A lost progress event is not worth failing the Create for; a
 		// broken stream shows up as ctx cancellation.
-		_ = stream.Send(&pb.CreateEvent{Progress: &pb.Progress{Machine: p.Machine, Message: p.Message, Percent: p.Percent}})
+		_ = sends.do(func() error {
+			return stream.Send(&pb.CreateEvent{Progress: &pb.Progress{Machine: p.Machine, Message: p.Message, Percent: p.Percent}})
+		})
 	}
 	resp, err := s.impl.Create(ctx, r)
-	mu.Lock()
-	defer mu.Unlock()
-	done = true
+	sends.end() // the result below is the stream's last Send
 	if err != nil {
 		return toStatus(err)
 	}
@@ -104,31 +94,51 @@ func (s *grpcServer) Power(ctx context.Context, req *pb.PowerRequest) (*pb.Power
 	return &pb.PowerResponse{State: resp.State, Diagnostics: diagsToPB(resp.Diagnostics)}, nil
 }
 
-// chunkWriter sends each Write as one ConsoleChunk, one at a time, and
-// none once the handler has returned.
-type chunkWriter struct {
-	mu     sync.Mutex
-	stream pb.Provider_ConsoleServer
-	done   bool
+// serialSends guards a server stream a provider sends on from as many
+// goroutines as it likes (one per machine): gRPC takes one Send at a time,
+// and none after the handler returned (a goroutine the provider left
+// running).
+type serialSends struct {
+	mu    sync.Mutex
+	ended bool
 }
 
-func (w *chunkWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.done {
-		return 0, errors.New("console: the call has ended")
+var errCallEnded = errors.New("the call has ended")
+
+// do runs send unless the call has ended, one at a time.
+func (s *serialSends) do(send func() error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return errCallEnded
 	}
-	if err := w.stream.Send(&pb.ConsoleChunk{Data: append([]byte(nil), p...)}); err != nil {
+	return send()
+}
+
+// end refuses every later send; it waits for one in progress.
+func (s *serialSends) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+}
+
+// chunkWriter sends each Write as one ConsoleChunk.
+type chunkWriter struct {
+	sends  *serialSends
+	stream pb.Provider_ConsoleServer
+}
+
+func (w chunkWriter) Write(p []byte) (int, error) {
+	err := w.sends.do(func() error { return w.stream.Send(&pb.ConsoleChunk{Data: append([]byte(nil), p...)}) })
+	if err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
 func (s *grpcServer) Console(req *pb.ConsoleRequest, stream pb.Provider_ConsoleServer) error {
-	w := &chunkWriter{stream: stream}
-	err := s.impl.Console(stream.Context(), &ConsoleRequest{Config: req.Config, MachineID: req.MachineId, Follow: req.Follow, Output: w})
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	var sends serialSends
+	err := s.impl.Console(stream.Context(), &ConsoleRequest{Config: req.Config, MachineID: req.MachineId, Follow: req.Follow, Output: chunkWriter{&sends, stream}})
+	sends.end()
 	return toStatus(err)
 }
