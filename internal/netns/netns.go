@@ -22,34 +22,37 @@ import (
 // namespace.
 func Do(path string, f func() error) error {
 	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- err
-			return
-		}
-		defer ns.Close()
-		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("entering network namespace %s: %w", path, err)
-			return
-		}
-		err = f()
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- err
-	}()
+	go func() { ch <- inNamespace(path, f) }()
 	return <-ch
+}
+
+// inNamespace is Do's goroutine: it locks its thread, switches it into
+// the namespace for f and back, and unlocks it unless it could not switch
+// back (the goroutine then ends, and the thread with it).
+func inNamespace(path string, f func() error) error {
+	runtime.LockOSThread()
+	stuck := false
+	defer func() {
+		if !stuck {
+			runtime.UnlockOSThread()
+		}
+	}()
+	orig, err := os.Open("/proc/thread-self/ns/net")
+	if err != nil {
+		return err
+	}
+	defer orig.Close()
+	ns, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+		return fmt.Errorf("entering network namespace %s: %w", path, err)
+	}
+	err = f()
+	stuck = unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) != nil
+	return err
 }
 
 // Listen listens on address (TCP) inside the namespace at path.
