@@ -61,8 +61,7 @@ func runLV(t *testing.T, d *libvirttest.Daemon, home string, o *lvDeploy, kill f
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	cmd := d.Command(ctx, k2Bin, args...) // ip netns exec execs k2: the process is k2's
-	cmd.Env = append(os.Environ(), "K2_HOME="+home, "NO_COLOR=1")
+	cmd := lvCommand(ctx, d, home, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -93,6 +92,14 @@ func runLV(t *testing.T, d *libvirttest.Daemon, home string, o *lvDeploy, kill f
 		t.Fatalf("k2 %v: %v", args, err)
 	}
 	return code, killed
+}
+
+// lvCommand is k2 with args, run in d's network namespace with home as
+// K2_HOME (ip netns exec execs k2: the process is k2's).
+func lvCommand(ctx context.Context, d *libvirttest.Daemon, home string, args ...string) *exec.Cmd {
+	cmd := d.Command(ctx, k2Bin, args...)
+	cmd.Env = append(os.Environ(), "K2_HOME="+home, "NO_COLOR=1")
+	return cmd
 }
 
 // kubectlLV runs the host's kubectl in d's network namespace with env's
@@ -283,8 +290,7 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	stCmd := d.Command(ctx, k2Bin, "status", env, "-o", "json")
-	stCmd.Env = append(os.Environ(), "K2_HOME="+home, "NO_COLOR=1")
+	stCmd := lvCommand(ctx, d, home, "status", env, "-o", "json")
 	var stderr strings.Builder
 	stCmd.Stderr = &stderr
 	status, err := stCmd.Output()

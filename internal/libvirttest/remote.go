@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,8 +26,6 @@ type SSHD struct {
 	Addr string
 	// KeyFile is the private key it accepts for root.
 	KeyFile string
-	// HostKey is its host key's public half, as a known_hosts line's key.
-	HostKey string
 	daemon  *Daemon
 }
 
@@ -70,14 +67,7 @@ func (d *Daemon) StartSSHD(t testing.TB) *SSHD {
 	if err := os.WriteFile(filepath.Join(dir, "authorized_keys"), pub, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	hostPub, err := os.ReadFile(filepath.Join(dir, "host.pub"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &SSHD{Addr: "127.0.0.1:2222", KeyFile: filepath.Join(dir, "client"), daemon: d}
-	if f := strings.Fields(string(hostPub)); len(f) >= 2 {
-		s.HostKey = f[0] + " " + f[1]
-	}
 	conf := fmt.Sprintf(`ListenAddress %s
 HostKey %s/host
 PidFile %s/sshd.pid
@@ -124,8 +114,7 @@ LogLevel VERBOSE
 		}
 		select {
 		case err := <-exited:
-			b, _ := os.ReadFile(filepath.Join(dir, "sshd.log"))
-			t.Fatalf("sshd exited: %v\n%s", err, b)
+			t.Fatalf("sshd exited: %v\n%s", err, s.Log())
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"net"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
@@ -16,6 +16,7 @@ import (
 
 	golibvirt "github.com/digitalocean/go-libvirt"
 
+	"k2.dev/k2/internal/freeport"
 	"k2.dev/k2/internal/libvirttest"
 	"k2.dev/k2/providers/libvirt"
 	"k2.dev/k2/providers/providertest"
@@ -286,21 +287,23 @@ func TestPowerAndConsole(t *testing.T) {
 
 // TestRemoteTransports runs the provider contract against a libvirtd
 // reached as remote hypervisors are: over qemu+tcp:// (libvirtd's own TCP
-// listener) and qemu+ssh:// (Debian's OpenSSH sshd forwarding to
-// libvirtd's socket: the homelab case), with the test driver, so nothing
-// boots. Then what a user gets wrong there — a host key not in
-// known_hosts, a key sshd does not take, nothing listening — is a
+// listener), qemu+tls:// (its TLS listener) and qemu+ssh:// (Debian's
+// OpenSSH sshd forwarding to libvirtd's socket: the homelab case), with
+// the test driver, so nothing boots. Then what a user gets wrong there —
+// a host key not in known_hosts, a key sshd does not take, nothing
+// listening, TLS certificates missing or from another CA — is a
 // diagnostic at config.uri that says what to do.
 func TestRemoteTransports(t *testing.T) {
 	t.Setenv("SSH_AUTH_SOCK", "") // only the key the URI names
 	d, _ := testDriver(t)
 	sshd := d.StartSSHD(t)
-	sshAddr := d.Forward(t, sshd.Addr)
+	sshURI := sshd.URI("test", d.Forward(t, sshd.Addr))
+	tlsURI := d.TLSURI("test", d.Forward(t, libvirttest.TLSAddr))
 	img := fakeImage(t)
 	for _, tc := range []struct{ name, uri string }{
 		{"tcp", d.TCPURI("test", d.Forward(t, libvirttest.TCPAddr))},
-		{"ssh", sshd.URI("test", sshAddr)},
-		{"tls", d.TLSURI("test", d.Forward(t, libvirttest.TLSAddr))},
+		{"ssh", sshURI},
+		{"tls", tlsURI},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			providertest.Run(t, libvirt.New, providertest.WithConfig(func(t *testing.T) sdk.Config {
@@ -316,9 +319,9 @@ func TestRemoteTransports(t *testing.T) {
 	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", otherKey).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)
 	}
-	// The ssh URI with a query parameter changed ("" drops it).
-	ssh := func(key, value string) string {
-		u, _ := url.Parse(sshd.URI("test", sshAddr))
+	// uri with a query parameter changed ("" drops it).
+	with := func(uri, key, value string) string {
+		u, _ := url.Parse(uri)
 		q := u.Query()
 		if q.Del(key); value != "" {
 			q.Set(key, value)
@@ -328,7 +331,6 @@ func TestRemoteTransports(t *testing.T) {
 	}
 	// TLS with certificates libvirtd does not trust, or none: a PKI of
 	// another CA, and the daemon's CA with the other CA's client.
-	tlsAddr := d.Forward(t, libvirttest.TLSAddr)
 	otherPKI, mixedPKI := t.TempDir(), t.TempDir()
 	if err := libvirttest.WritePKI(otherPKI); err != nil {
 		t.Fatal(err)
@@ -344,19 +346,22 @@ func TestRemoteTransports(t *testing.T) {
 			}
 		}
 	}
-	tlsURI := func(pki string) string { return "test+tls://" + tlsAddr + "/default?pkipath=" + url.QueryEscape(pki) }
-	refused := freeLoopback(t)
+	port, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := fmt.Sprintf("127.0.0.1:%d", port)
 	for _, tc := range []struct{ name, uri, want string }{
 		// root's ~/.ssh/known_hosts (read, never written) lacks this
 		// sshd's fresh key, or does not exist.
-		{"host key not known", ssh("no_verify", ""), "ssh to 127.0.0.1 once as that user to add it (or add no_verify=1"},
-		{"key not accepted", ssh("keyfile", otherKey), `add its public half to ~/.ssh/authorized_keys of "root" on the host`},
-		{"no libvirtd behind sshd", ssh("socket", filepath.Join(t.TempDir(), "no-such-sock")), "could not reach libvirtd's socket there"},
+		{"host key not known", with(sshURI, "no_verify", ""), "ssh to 127.0.0.1 once as that user to add it (or add no_verify=1"},
+		{"key not accepted", with(sshURI, "keyfile", otherKey), `add its public half to ~/.ssh/authorized_keys of "root" on the host`},
+		{"no libvirtd behind sshd", with(sshURI, "socket", filepath.Join(t.TempDir(), "no-such-sock")), "could not reach libvirtd's socket there"},
 		{"tcp: nothing listening", "test+tcp://" + refused + "/default", "nothing listens at " + refused + ": libvirtd must run there with --listen"},
 		{"ssh: nothing listening", "qemu+ssh://root@" + refused + "/system", "nothing listens at " + refused + ": sshd must run there"},
-		{"tls: no client certificate", tlsURI(t.TempDir()), "k2 needs cacert.pem, clientcert.pem and clientkey.pem in the directory ?pkipath=DIR names"},
-		{"tls: server of another CA", tlsURI(otherPKI), "libvirtd's certificate does not check out against cacert.pem"},
-		{"tls: client of another CA", tlsURI(mixedPKI), "most likely it refused k2's client certificate; sign clientcert.pem"},
+		{"tls: no client certificate", with(tlsURI, "pkipath", t.TempDir()), "k2 needs cacert.pem, clientcert.pem and clientkey.pem in the directory ?pkipath=DIR names"},
+		{"tls: server of another CA", with(tlsURI, "pkipath", otherPKI), "libvirtd's certificate does not check out against cacert.pem"},
+		{"tls: client of another CA", with(tlsURI, "pkipath", mixedPKI), "most likely it refused k2's client certificate; sign clientcert.pem"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -375,15 +380,4 @@ func TestRemoteTransports(t *testing.T) {
 			t.Logf("%s", r.Diagnostics[0])
 		})
 	}
-}
-
-// freeLoopback is a loopback address where nothing listens.
-func freeLoopback(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
