@@ -38,6 +38,11 @@ type deployStatus struct {
 	} `json:"apps"`
 	Problems        []string `json:"problems"`
 	ProviderWarning string   `json:"providerWarning"`
+	// Failure is where the last deployment stopped (ready_test.go).
+	Failure *struct {
+		Step   string `json:"step"`
+		Reason string `json:"reason"`
+	} `json:"failure"`
 }
 
 func status(t *testing.T, home, env string) deployStatus {

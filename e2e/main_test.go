@@ -49,9 +49,15 @@ type result struct {
 // and exit code. It fails the test only if the binary could not be started.
 func k2(t testing.TB, home string, args ...string) result {
 	t.Helper()
+	return k2At(t, k2Bin, home, args...)
+}
+
+// k2At is k2 with the binary at bin (a copy of k2Bin elsewhere).
+func k2At(t testing.TB, bin, home string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, k2Bin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "K2_HOME="+home, "NO_COLOR=1")
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

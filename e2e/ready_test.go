@@ -3,7 +3,9 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -210,4 +212,87 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestDeployFailedMachine: a worker whose agent exits fails the deploy at
+// once, not at the end of the node wait, and the deploy's output says why
+// from the machine's own log. The agent here is a k2 copied alone into a
+// directory, without the runc shim beside it (a real install mistake): the
+// kubelet runtime refuses to start. With the shim put beside it, `k2
+// machine power ... reset` restarts the machine and `k2 resume` finishes.
+func TestDeployFailedMachine(t *testing.T) {
+	requireRealPods(t)
+	if p, err := exec.LookPath("containerd-shim-runc-v2"); err == nil {
+		t.Skipf("the runc shim is on PATH (%s): the agent would find it", p)
+	}
+	bin := filepath.Join(t.TempDir(), "k2")
+	copyExecutable(t, k2Bin, bin)
+	home := t.TempDir()
+	cfg := filepath.Join(home, "local.yaml")
+	if err := os.WriteFile(cfg, []byte("network: netns\nruntime: kubelet\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeFiles(t, map[string]string{"K8sfile": "FROM k2/base:v1.37\nMACHINES control-plane=1 worker=1\n"})
+	mustK2(t, home, "build", "-q", "-t", "fail:v1", dir)
+	mustK2(t, home, "env", "create", "fail", "--provider", "local", "--provider-config", cfg)
+	t.Cleanup(func() { k2(t, home, "destroy", "fail", "--yes") })
+
+	start := time.Now()
+	r := k2At(t, bin, home, "deploy", "fail:v1", "--env", "fail", "--timeout", "5m")
+	took := time.Since(start)
+	t.Logf("deploy failed after %s:\n%s", took.Round(time.Millisecond), r.Stderr)
+	if r.Code != 1 {
+		t.Fatalf("deploy: exit %d, want 1\n%s", r.Code, r.Stderr)
+	}
+	// The wait would last 5 minutes; the provider's answer ends it.
+	if took > 2*time.Minute {
+		t.Errorf("deploy took %s to fail; want it to stop soon after the agent exited", took)
+	}
+	// The error (the output's end, and the journal's) gives the agent's
+	// own reason and the lines of its log before it, then what to do.
+	errOut := r.Stderr[strings.LastIndex(r.Stderr, "\nk2: nodes-ready:")+1:]
+	for _, want := range []string{
+		"k2: nodes-ready: waiting for 1 Ready node: machine fail-worker-0 failed (provider local): process exited: " +
+			"k2: the kubelet runtime cannot run here: - containerd-shim-runc-v2 not found beside " + bin,
+		"so its node will not join\n  fail-worker-0: provider local reports it failed; its console's last lines:\n    | ",
+		"\n    | k2: the kubelet runtime cannot run here:\n",
+		"\n  what to do: fix what its log says ('k2 machine console fail fail-worker-0' shows all of it), then 'k2 machine power fail fail-worker-0 reset' restarts the machine",
+		"run 'k2 resume fail'",
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("deploy error lacks %q:\n%s", want, errOut)
+		}
+	}
+	if st := status(t, home, "fail"); st.Failure == nil || !strings.Contains(st.Failure.Reason, "    | k2: the kubelet runtime cannot run here:") {
+		t.Errorf("k2 status does not show the machine's log lines: %+v", st.Failure)
+	}
+
+	copyExecutable(t, filepath.Join(filepath.Dir(k2Bin), "containerd-shim-runc-v2"), filepath.Join(filepath.Dir(bin), "containerd-shim-runc-v2"))
+	mustK2(t, home, "machine", "power", "fail", "worker-0", "reset")
+	start = time.Now()
+	mustK2(t, home, "resume", "fail")
+	t.Logf("resume finished in %s", time.Since(start).Round(time.Millisecond))
+	if st := status(t, home, "fail"); !st.nodeReady("fail-worker-0") || !st.Healthy {
+		t.Errorf("after resume: node ready %v, healthy %v, problems %q", st.nodeReady("fail-worker-0"), st.Healthy, st.Problems)
+	}
+}
+
+// copyExecutable copies the file at src to dst, mode 0755.
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -94,3 +94,61 @@ func TestConsoleFollowEndsWithTheMachine(t *testing.T) {
 		t.Fatal("Console still following 10 s after the machine was deleted")
 	}
 }
+
+// TestFailedMachineSaysWhy: a machine whose process exited is listed
+// failed, with the reason its log gives: the error k2 printed last (all
+// its lines), a Go runtime's fatal error rather than the stack after it,
+// or else the last line.
+func TestFailedMachineSaysWhy(t *testing.T) {
+	p := providertest.Connect(t, local.New)
+	cfg := stateConfig(t)
+	ctx := context.Background()
+	scripts := map[string]struct{ script, want string }{
+		"k2error": {`echo 'level=INFO msg="joined"'; echo 'k2: the kubelet runtime cannot run here:' >&2; echo '  - no shim' >&2; echo '(try auto)' >&2; exit 1`,
+			"process exited: k2: the kubelet runtime cannot run here: - no shim (try auto)"},
+		"crash": {`echo 'fatal error: concurrent map writes' >&2; echo 'goroutine 1 [running]:' >&2; echo '	main.go:3' >&2; exit 2`,
+			"process exited: fatal error: concurrent map writes"},
+		"plain":  {`echo one; echo 'two: last'; exit 3`, "process exited: two: last"},
+		"silent": {`exit 4`, "process exited: no output; see "},
+	}
+	for name, s := range scripts {
+		req := &sdk.CreateRequest{RequestID: "r-" + name, Config: cfg, Machines: []sdk.MachineRequest{{Name: name}},
+			Bootstrap: sdk.Bootstrap{Method: sdk.BootstrapExec, Command: []string{"sh", "-c", s.script}}}
+		if r, err := p.Create(ctx, req); err != nil || r.Diagnostics.HasErrors() {
+			t.Fatal(err, r.Diagnostics)
+		}
+	}
+	t.Cleanup(func() {
+		var ids []string
+		for name := range scripts {
+			ids = append(ids, "local-"+name)
+		}
+		p.Delete(ctx, &sdk.DeleteRequest{Config: cfg, MachineIDs: ids})
+	})
+	var got map[string]sdk.Machine
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		l, err := p.List(ctx, &sdk.ListRequest{Config: cfg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = map[string]sdk.Machine{}
+		failed := 0
+		for _, m := range l.Machines {
+			got[m.Name] = m
+			if m.State == sdk.StateFailed {
+				failed++
+			}
+		}
+		if failed == len(scripts) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s, machines %+v; want all %d failed", l.Machines, len(scripts))
+		}
+	}
+	for name, s := range scripts {
+		if m := got[name]; !strings.HasPrefix(m.Message, s.want) {
+			t.Errorf("machine %s: message %q, want %q", name, m.Message, s.want)
+		}
+	}
+}

@@ -69,16 +69,36 @@ func observe(dir string, r *record) {
 	}
 }
 
-// logTail is the last line of a machine's log, for failure messages.
+// logTail says, from a machine's log, why its process exited: the error
+// k2 printed last ("k2: ..." and the lines after it, joined), or a Go
+// runtime's "panic: ..." or "fatal error: ..." line; failing those, the
+// last line.
 func logTail(dir string) string {
 	b, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	last := lines[len(lines)-1]
-	if len(last) > 300 {
-		last = last[len(last)-300:]
+	return exitReason(string(b), filepath.Join(dir, "agent.log"))
+}
+
+// exitReason is logTail's reading of log (the file at path), at most 300
+// bytes.
+func exitReason(log, path string) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	reason := lines[len(lines)-1]
+	for i := len(lines) - 1; i >= 0 && i >= len(lines)-200; i-- {
+		l := lines[i]
+		if strings.HasPrefix(l, "k2: ") {
+			reason = strings.Join(strings.Fields(strings.Join(lines[i:], " ")), " ")
+			break
+		}
+		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
+			reason = l
+			break
+		}
 	}
-	if last == "" {
-		return "no output; see " + filepath.Join(dir, "agent.log")
+	if len(reason) > 300 {
+		reason = strings.ToValidUTF8(reason[:300], "") + "…"
 	}
-	return last
+	if reason == "" {
+		return "no output; see " + path
+	}
+	return reason
 }

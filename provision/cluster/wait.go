@@ -83,6 +83,9 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 		return err
 	}
 	why, shown := "no node has registered yet", ""
+	waiting := want // the machines without a Ready node
+	var failed, problems []string
+	var asked time.Time
 	err = poll(ctx, c.o.ReadyTimeout, 250*time.Millisecond, func() bool {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 		if err != nil {
@@ -93,17 +96,42 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 		if ready >= len(want) {
 			return true
 		}
+		waiting = machinesWithoutReadyNode(want, nodes.Items)
 		if why = fmt.Sprintf("%d of %d nodes ready — %s", ready, len(want), strings.Join(notReady, "; ")); why != shown {
 			shown = why
 			st.Progress("", 100*ready/len(want), "%s", why)
 		}
+		if time.Since(asked) >= machineCheckInterval {
+			asked = time.Now()
+			failed, problems = c.failedMachines(ctx, st, waiting)
+			return len(failed) > 0
+		}
 		return false
 	})
+	if len(failed) > 0 {
+		// A failed machine does not come back by itself: its node will
+		// never join, however long the wait.
+		return fmt.Errorf("waiting for %s: %s, so its node will not join%s\n  what to do: fix what its log says ('k2 machine console %s %s' shows all of it), then 'k2 machine power %s %s reset' restarts the machine",
+			readyNodes(len(want)), strings.Join(problems, "; "), c.machineReport(ctx, st, failed), st.Env.Name, failed[0], st.Env.Name, failed[0])
+	}
 	if err != nil {
-		return fmt.Errorf("waiting for %d Ready nodes: %w: %s; see the machines' logs (k2 status %s)", len(want), err, why, st.Env.Name)
+		report := ""
+		if ctx.Err() == nil {
+			report = c.machineReport(ctx, st, waiting)
+		}
+		return fmt.Errorf("waiting for %s: %w: %s%s\n  what to do: read the machines' logs ('k2 machine console %s NAME'; 'k2 status %s' shows the machines)",
+			readyNodes(len(want)), err, why, report, st.Env.Name, st.Env.Name)
 	}
 	st.Progress("", 100, "%d nodes ready", len(want))
 	return nil
+}
+
+// readyNodes is "1 Ready node" or "n Ready nodes".
+func readyNodes(n int) string {
+	if n == 1 {
+		return "1 Ready node"
+	}
+	return fmt.Sprintf("%d Ready nodes", n)
 }
 
 // serverReady asks the apiserver's /readyz; when it is not ready, why says
@@ -204,6 +232,25 @@ func nodesNotReady(want []string, nodes []corev1.Node) (ready int, why []string)
 	}
 	sort.Strings(why)
 	return ready, why
+}
+
+// machinesWithoutReadyNode are the machines of want whose node is not
+// Ready or has not registered (all of want when node names are not
+// machine names and fewer nodes than machines are Ready).
+func machinesWithoutReadyNode(want []string, nodes []corev1.Node) []string {
+	ready := map[string]bool{}
+	for i := range nodes {
+		if nodeReady(&nodes[i]) {
+			ready[nodes[i].Name] = true
+		}
+	}
+	var out []string
+	for _, m := range want {
+		if !ready[m] {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 func readyCondition(n *corev1.Node) *corev1.NodeCondition {
