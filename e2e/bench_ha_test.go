@@ -69,7 +69,8 @@ func serverRSS(home, name string) float64 {
 	if len(f) == 0 {
 		return 0
 	}
-	st, err := os.ReadFile("/proc/" + f[0] + "/status")
+	sup, _ := strconv.Atoi(f[0])
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", childWith(sup, "server"))) // the supervisor's server
 	if err != nil {
 		return 0
 	}

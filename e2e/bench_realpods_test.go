@@ -71,7 +71,7 @@ func BenchmarkRealPods(b *testing.B) {
 		var maxRSS, maxPSS, maxAnon float64
 		for end := time.Now().Add(time.Minute); time.Now().Before(end); time.Sleep(2 * time.Second) {
 			for _, w := range workers {
-				pid := machinePid(b, filepath.Join(home, "local", "machines", w))
+				pid := machineChild(b, filepath.Join(home, "local", "machines", w))
 				cd := childWith(pid, "containerd")
 				aRSS, aPSS, aAnon := memMB(pid)
 				cRSS, cPSS, cAnon := memMB(cd)
@@ -141,16 +141,6 @@ func pct(d []time.Duration, p int) time.Duration {
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	i := (len(s)*p+99)/100 - 1
 	return s[max(0, min(i, len(s)-1))].Round(time.Millisecond)
-}
-
-// machinePid reads a local machine's pid file.
-func machinePid(b *testing.B, dir string) int {
-	raw, err := os.ReadFile(filepath.Join(dir, "pid"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pid, _ := strconv.Atoi(strings.Fields(string(raw))[0])
-	return pid
 }
 
 // childWith is the first child of pid whose command line holds word.

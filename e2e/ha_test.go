@@ -168,17 +168,11 @@ func (w *failoverWriter) firstAfter(t time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// killServer SIGKILLs the k2 server of machine name of the local provider.
+// killServer SIGKILLs the k2 server of machine name of the local provider
+// (its supervisor starts it again a second later).
 func killServer(t testing.TB, home, name string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(home, "local", "machines", name, "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.Fields(string(b))[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := machineChild(t, filepath.Join(home, "local", "machines", name))
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("killing server %s (pid %d): %v", name, pid, err)
 	}

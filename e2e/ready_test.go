@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,6 +276,37 @@ func TestDeployFailedMachine(t *testing.T) {
 	if st := status(t, home, "fail"); !st.nodeReady("fail-worker-0") || !st.Healthy {
 		t.Errorf("after resume: node ready %v, healthy %v, problems %q", st.nodeReady("fail-worker-0"), st.Healthy, st.Problems)
 	}
+
+	// An agent that dies (the kubelet exits on some start-up failures,
+	// leaving the restart to a babysitter) is restarted by its machine's
+	// supervisor; it reuses its credentials and its node is Ready again.
+	machine := filepath.Join(home, "local", "machines", "fail-worker-0")
+	readyLines := func() int {
+		log, _ := os.ReadFile(filepath.Join(machine, "agent.log"))
+		return strings.Count(string(log), `msg="node ready"`)
+	}
+	before := readyLines()
+	agentPid := machineChild(t, machine)
+	if err := syscall.Kill(agentPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	eventually(t, 2*time.Minute, "the killed agent restarted and its node Ready", func() error {
+		if n := readyLines(); n <= before {
+			return fmt.Errorf("%d \"node ready\" lines in the agent's log, as before the kill", n)
+		}
+		return nil
+	})
+	t.Logf("agent back and node ready %s after SIGKILL", time.Since(killed).Round(time.Millisecond))
+	log, _ := os.ReadFile(filepath.Join(machine, "agent.log"))
+	if !strings.Contains(string(log), "k2 supervise: k2 agent was killed by signal 9 (killed)") || !strings.Contains(string(log), "using existing node credentials") {
+		t.Errorf("the agent's log does not show the restart:\n%s", lastLines(string(log), 30))
+	}
+	if st := status(t, home, "fail"); !st.nodeReady("fail-worker-0") || !st.Healthy {
+		t.Errorf("after the agent's restart: node ready %v, healthy %v, problems %q", st.nodeReady("fail-worker-0"), st.Healthy, st.Problems)
+	}
+	mustK2(t, home, "destroy", "fail", "--yes")
+	checkNothingLeft(t, home, "fail")
 }
 
 // copyExecutable copies the file at src to dst, mode 0755.

@@ -73,8 +73,9 @@ type errString string
 
 func (e errString) Error() string { return string(e) }
 
-// machinePidT reads a local machine's pid file.
-func machinePidT(t *testing.T, dir string) int {
+// machinePidT reads a local machine's pid file: its supervisor's pid
+// (k2 supervise, which runs the agent or server and stops it on SIGTERM).
+func machinePidT(t testing.TB, dir string) int {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dir, "pid"))
 	if err != nil {
@@ -82,6 +83,20 @@ func machinePidT(t *testing.T, dir string) int {
 	}
 	pid, _ := strconv.Atoi(strings.Fields(string(raw))[0])
 	return pid
+}
+
+// machineChild is the pid of the agent or server the supervisor of the
+// local machine in dir runs.
+func machineChild(t testing.TB, dir string) int {
+	t.Helper()
+	pid := machinePidT(t, dir)
+	for _, word := range []string{"agent", "server"} {
+		if c := childWith(pid, word); c != 0 {
+			return c
+		}
+	}
+	t.Fatalf("the supervisor (pid %d) of %s runs no agent or server", pid, dir)
+	return 0
 }
 
 // alive reports whether pid exists and is not a zombie.

@@ -108,6 +108,11 @@ func TestFailedMachineSaysWhy(t *testing.T) {
 			"process exited: k2: the kubelet runtime cannot run here: - no shim (try auto)"},
 		"crash": {`echo 'fatal error: concurrent map writes' >&2; echo 'goroutine 1 [running]:' >&2; echo '	main.go:3' >&2; exit 2`,
 			"process exited: fatal error: concurrent map writes"},
+		// The last of a restarted agent's errors, without the notes of
+		// its supervisor (k2 supervise) around it.
+		"supervised": {`echo 'k2: boom'; echo 'k2 supervise: k2 exited with status 1 0.1s after it started; restarting it in 1s'; ` +
+			`echo 'time=1 level=INFO msg=up'; echo 'k2: bang:'; echo '  - why'; echo 'k2 supervise: k2 exited with status 1 0.1s after it started, the 2nd quick failure in a row: not restarting it'; exit 1`,
+			"process exited: k2: bang: - why"},
 		"plain":  {`echo one; echo 'two: last'; exit 3`, "process exited: two: last"},
 		"silent": {`exit 4`, "process exited: no output; see "},
 	}

@@ -21,6 +21,12 @@ func start(stateDir, dir string, r record) error {
 		return err
 	}
 	argv := r.Command
+	if supervised(r.Command) {
+		// k2 restarts the agent or server if it fails, as k2 init does on
+		// k2 OS (the kubelet inside an agent exits on some start-up
+		// failures, relying on a babysitter).
+		argv = append([]string{r.Command[0], "supervise", "--"}, argv...)
+	}
 	if r.NetNS != "" {
 		n, err := ensureNetwork(stateDir)
 		if err != nil {
@@ -54,6 +60,12 @@ func start(stateDir, dir string, r record) error {
 	return os.WriteFile(filepath.Join(dir, "pid"), []byte(fmt.Sprintf("%d %s\n", cmd.Process.Pid, st)), 0o644)
 }
 
+// supervised says whether a machine's command is k2's agent or server,
+// which run under `k2 supervise` (from the same k2 binary).
+func supervised(command []string) bool {
+	return len(command) > 1 && (command[1] == "agent" || command[1] == "server")
+}
+
 // cleanEnv drops go-plugin's variables, which belong to this plugin
 // process and not to the machine's.
 func cleanEnv(env []string) []string {
@@ -68,9 +80,10 @@ func cleanEnv(env []string) []string {
 }
 
 // stop ends a machine's process group: SIGTERM, then SIGKILL after grace.
-// It returns once the process is gone: a killed process holds its
-// listening sockets and database lock until its last thread has exited,
-// which for a large one on a loaded host takes well over a blink.
+// It returns once every process of the group is gone (the supervisor and
+// the agent or server it runs): a killed process holds its listening
+// sockets and database lock until its last thread has exited, which for a
+// large one on a loaded host takes well over a blink.
 func stop(ctx context.Context, dir string) error {
 	pid := pidOf(dir)
 	if pid == 0 {
@@ -79,7 +92,7 @@ func stop(ctx context.Context, dir string) error {
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	deadline := time.Now().Add(stopGrace)
 	killed := false
-	for pidOf(dir) != 0 {
+	for pidOf(dir) != 0 || groupAlive(pid) {
 		if !killed && (time.Now().After(deadline) || ctx.Err() != nil) {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			killed, deadline = true, time.Now().Add(killGrace)
@@ -102,4 +115,9 @@ func cleanupNode(dir string, r record) {
 		"--data-dir", filepath.Join(dir, "data"), "--node-name", r.Name)
 	cmd.Env = cleanEnv(os.Environ())
 	_ = cmd.Run()
+}
+
+// groupAlive says whether process group pgid has a process left.
+func groupAlive(pgid int) bool {
+	return syscall.Kill(-pgid, 0) == nil
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"k2.dev/k2/internal/supervise"
 	"k2.dev/k2/providers/sdk"
 )
 
@@ -72,7 +73,7 @@ func observe(dir string, r *record) {
 // logTail says, from a machine's log, why its process exited: the error
 // k2 printed last ("k2: ..." and the lines after it, joined), or a Go
 // runtime's "panic: ..." or "fatal error: ..." line; failing those, the
-// last line.
+// last line. The supervisor's notes (k2 supervise) are not reasons.
 func logTail(dir string) string {
 	b, _ := os.ReadFile(filepath.Join(dir, "agent.log"))
 	return exitReason(string(b), filepath.Join(dir, "agent.log"))
@@ -81,12 +82,26 @@ func logTail(dir string) string {
 // exitReason is logTail's reading of log (the file at path), at most 300
 // bytes.
 func exitReason(log, path string) string {
-	lines := strings.Split(strings.TrimSpace(log), "\n")
-	reason := lines[len(lines)-1]
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(log), "\n") {
+		if !strings.HasPrefix(l, supervise.Prefix) {
+			lines = append(lines, l)
+		}
+	}
+	reason := ""
+	if len(lines) > 0 {
+		reason = lines[len(lines)-1]
+	}
 	for i := len(lines) - 1; i >= 0 && i >= len(lines)-200; i-- {
 		l := lines[i]
 		if strings.HasPrefix(l, "k2: ") {
-			reason = strings.Join(strings.Fields(strings.Join(lines[i:], " ")), " ")
+			// The error and its continuation lines, up to the next
+			// log record (a restarted agent's).
+			end := i + 1
+			for end < len(lines) && !strings.HasPrefix(lines[end], "time=") {
+				end++
+			}
+			reason = strings.Join(strings.Fields(strings.Join(lines[i:end], " ")), " ")
 			break
 		}
 		if strings.HasPrefix(l, "panic: ") || strings.HasPrefix(l, "fatal error: ") {
@@ -97,7 +112,7 @@ func exitReason(log, path string) string {
 	if len(reason) > 300 {
 		reason = strings.ToValidUTF8(reason[:300], "") + "…"
 	}
-	if reason == "" {
+	if strings.TrimSpace(reason) == "" {
 		return "no output; see " + path
 	}
 	return reason

@@ -9,9 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/provision/engine"
 	"k2.dev/k2/provision/machine"
-	"k2.dev/k2/providers/sdk"
 	"k2.dev/k2/state"
 )
 
