@@ -32,7 +32,7 @@ func (c *cluster) k2cmd(ctx context.Context, args ...string) (string, error) {
 	cmd.Env = append(os.Environ(), "K2_HOME="+c.home, "NO_COLOR=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return string(out), fmt.Errorf("k2 %s: %w\n%s", strings.Join(args, " "), err, lastLines(string(out), 20))
+		return string(out), fmt.Errorf("k2 %s: %w\n%s", strings.Join(args, " "), err, lastLines(string(out), 40))
 	}
 	return string(out), nil
 }
