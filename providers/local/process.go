@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -117,7 +118,23 @@ func cleanupNode(dir string, r record) {
 	_ = cmd.Run()
 }
 
-// groupAlive says whether process group pgid has a process left.
+// groupAlive says whether process group pgid has a live process left: one
+// that is not a zombie, or a zombie with a thread still exiting (a zombie
+// whose parent does not reap it is gone for stop's purposes, though
+// kill(2) would still find it).
 func groupAlive(pgid int) bool {
-	return syscall.Kill(-pgid, 0) == nil
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return syscall.Kill(-pgid, 0) == nil
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p := procStat(pid); p.alive && p.group == pgid {
+			return true
+		}
+	}
+	return false
 }

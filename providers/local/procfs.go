@@ -15,33 +15,44 @@ import (
 // startTime returns a process's start time (field 22 of /proc/<pid>/stat)
 // and whether it is alive (exists and is not a zombie).
 func startTime(pid int) (string, bool) {
-	st, _, alive := procStat(pid)
-	return st, alive
+	p := procStat(pid)
+	return p.start, p.alive
 }
 
-// procStat reads a process's start time and session id.
-func procStat(pid int) (start string, session int, alive bool) {
+// procInfo is what procStat reads of a process.
+type procInfo struct {
+	start          string // start time, in clock ticks since boot
+	group, session int
+	// alive: it exists and is not a zombie, or is one whose last thread
+	// is still exiting.
+	alive bool
+}
+
+// procStat reads a process's start time, process group and session.
+func procStat(pid int) procInfo {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return "", 0, false
+		return procInfo{}
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
 	if i < 0 {
-		return "", 0, false
+		return procInfo{}
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return "", 0, false
+		return procInfo{}
 	}
-	session, _ = strconv.Atoi(f[3])
+	p := procInfo{start: f[19], alive: true}
+	p.group, _ = strconv.Atoi(f[2])
+	p.session, _ = strconv.Atoi(f[3])
 	if f[0] == "Z" || f[0] == "X" {
 		// The main thread has exited, but the process lives (and holds its
 		// files: listening sockets, a database's lock) until its last
 		// thread does — one stuck in fsync can take seconds.
-		return f[19], session, threadsAlive(pid)
+		p.alive = threadsAlive(pid)
 	}
-	return f[19], session, true
+	return p
 }
 
 // threadsAlive reports whether any thread of pid has not exited yet.
@@ -104,7 +115,7 @@ func pidByCwd(dir string) int {
 		}
 		// Only the session leader: children of the machine's process share
 		// its working directory.
-		if _, sid, alive := procStat(pid); alive && sid == pid {
+		if p := procStat(pid); p.alive && p.session == pid {
 			return pid
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,5 +55,36 @@ ctypes.CDLL(None).syscall(60, 0)  # SYS_exit: this thread only
 			t.Fatal("still alive after its last thread ended")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestGroupAliveIgnoresUnreapedZombies: stop waits for a machine's process
+// group to be empty. A process of it killed but not reaped yet (its parent,
+// perhaps a PID 1 that reaps nobody, has not waited for it) is a zombie
+// that kill(2) still finds; it holds nothing, so the group counts as gone.
+func TestGroupAliveIgnoresUnreapedZombies(t *testing.T) {
+	cmd := exec.Command("sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	pgid := cmd.Process.Pid
+	if !groupAlive(pgid) {
+		t.Fatal("a group with a running process is not alive")
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); procStat(pgid).alive; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the killed process did not become a zombie")
+		}
+	}
+	if err := syscall.Kill(-pgid, 0); err != nil {
+		t.Fatalf("kill(2) no longer finds the unreaped zombie (%v): this test shows nothing", err)
+	}
+	if groupAlive(pgid) {
+		t.Error("a group of one unreaped zombie is alive")
 	}
 }
