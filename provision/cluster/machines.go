@@ -60,29 +60,28 @@ func (c *run) observeMachines(ctx context.Context, st *engine.State, names []str
 	return ms, live
 }
 
-// failedMachines are the machines in names the provider reports failed,
-// each with what the provider says of it.
-func (c *run) failedMachines(ctx context.Context, st *engine.State, names []string) (failed, problems []string) {
-	ms, live := c.observeMachines(ctx, st, names)
-	for i, m := range ms {
+// failedMachines are the machines of ms the provider reports failed (in
+// live, as observeMachines returns them), with what it reports.
+func failedMachines(ms []state.Machine, live []machine.Live) ([]state.Machine, []machine.Live) {
+	var fm []state.Machine
+	var fl []machine.Live
+	for i := range ms {
 		if live[i].ProviderState == sdk.StateFailed {
-			failed = append(failed, m.Name)
-			problems = append(problems, live[i].Problem(st.Env.Name, m.Name, st.Env.Provider))
+			fm, fl = append(fm, ms[i]), append(fl, live[i])
 		}
 	}
-	return failed, problems
+	return fm, fl
 }
 
 // maxReported is how many machines a failed node wait reports on.
 const maxReported = 3
 
-// machineReport is, for each machine in names (the first maxReported),
-// what its provider reports of it now and the last lines of its console
-// or log, when the provider offers the console: lines for a failed wait's
-// error, so that the deploy's output (and the journal 'k2 status' shows)
-// says why a node never came.
-func (c *run) machineReport(ctx context.Context, st *engine.State, names []string) string {
-	ms, live := c.observeMachines(ctx, st, names)
+// machineReport is, for each machine of ms (the first maxReported), what
+// its provider reported of it (live, from observeMachines) and the last
+// lines of its console or log, when the provider offers the console:
+// lines for a failed wait's error, so that the deploy's output (and the
+// journal 'k2 status' shows) says why a node never came.
+func (c *run) machineReport(ctx context.Context, st *engine.State, ms []state.Machine, live []machine.Live) string {
 	var b strings.Builder
 	for i, m := range ms {
 		if i == maxReported {

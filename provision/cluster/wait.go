@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"k2.dev/k2/provision/engine"
+	"k2.dev/k2/provision/machine"
 	"k2.dev/k2/state"
 )
 
@@ -83,8 +84,9 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 		return err
 	}
 	why, shown := "no node has registered yet", ""
-	waiting := want // the machines without a Ready node
-	var failed, problems []string
+	waiting := want            // the machines without a Ready node
+	var failed []state.Machine // machines the provider reports failed
+	var failedLive []machine.Live
 	var asked time.Time
 	err = poll(ctx, c.o.ReadyTimeout, 250*time.Millisecond, func() bool {
 		nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
@@ -103,7 +105,7 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 		}
 		if time.Since(asked) >= machineCheckInterval {
 			asked = time.Now()
-			failed, problems = c.failedMachines(ctx, st, waiting)
+			failed, failedLive = failedMachines(c.observeMachines(ctx, st, waiting))
 			return len(failed) > 0
 		}
 		return false
@@ -111,13 +113,19 @@ func (c *run) waitNodes(ctx context.Context, st *engine.State) error {
 	if len(failed) > 0 {
 		// A failed machine does not come back by itself: its node will
 		// never join, however long the wait.
+		var problems []string
+		for i, m := range failed {
+			problems = append(problems, failedLive[i].Problem(st.Env.Name, m.Name, st.Env.Provider))
+		}
+		first := failed[0].Name
 		return fmt.Errorf("waiting for %s: %s, so its node will not join%s\n  what to do: fix what its log says ('k2 machine console %s %s' shows all of it), then 'k2 machine power %s %s reset' restarts the machine",
-			readyNodes(len(want)), strings.Join(problems, "; "), c.machineReport(ctx, st, failed), st.Env.Name, failed[0], st.Env.Name, failed[0])
+			readyNodes(len(want)), strings.Join(problems, "; "), c.machineReport(ctx, st, failed, failedLive), st.Env.Name, first, st.Env.Name, first)
 	}
 	if err != nil {
 		report := ""
 		if ctx.Err() == nil {
-			report = c.machineReport(ctx, st, waiting)
+			ms, live := c.observeMachines(ctx, st, waiting)
+			report = c.machineReport(ctx, st, ms, live)
 		}
 		return fmt.Errorf("waiting for %s: %w: %s%s\n  what to do: read the machines' logs ('k2 machine console %s NAME'; 'k2 status %s' shows the machines)",
 			readyNodes(len(want)), err, why, report, st.Env.Name, st.Env.Name)
