@@ -160,7 +160,7 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 		logs, _ := filepath.Glob(filepath.Join(d.Dir, "lib", "images", "*console.log"))
 		for _, l := range logs {
 			b, _ := os.ReadFile(l)
-			t.Logf("== %s (tail)\n%s", filepath.Base(l), tail(string(b), 60))
+			t.Logf("== %s (tail)\n%s", filepath.Base(l), lastLines(string(b), 60))
 		}
 	})
 
@@ -311,7 +311,7 @@ func TestLibvirtProviderEndToEnd(t *testing.T) {
 	}
 
 	if log := sshd.Log(); !strings.Contains(log, "Accepted publickey for root") {
-		t.Errorf("sshd logged no login: k2 did not reach libvirtd over ssh:\n%s", tail(log, 20))
+		t.Errorf("sshd logged no login: k2 did not reach libvirtd over ssh:\n%s", lastLines(log, 20))
 	}
 
 	// Destroy: nothing k2 made is left (virsh checks).

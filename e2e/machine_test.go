@@ -104,7 +104,7 @@ func TestMachinePowerAndConsole(t *testing.T) {
 
 	out := mustK2(t, home, "machine", "console", "pw", "worker-0").Stdout
 	if n := strings.Count(out, bootLine); n != 2 {
-		t.Errorf("console shows %d boots (%q), want 2 (deploy, power on):\n%s", n, bootLine, tail(out, 20))
+		t.Errorf("console shows %d boots (%q), want 2 (deploy, power on):\n%s", n, bootLine, lastLines(out, 20))
 	}
 	checkConsoleFollow(t, home)
 

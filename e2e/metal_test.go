@@ -127,7 +127,7 @@ func TestMetalNetworkBoot(t *testing.T) {
 		if t.Failed() {
 			for _, s := range servers {
 				b, _ := os.ReadFile(s.console)
-				t.Logf("== console of %s (tail)\n%s", s.name, tail(string(b), 80))
+				t.Logf("== console of %s (tail)\n%s", s.name, lastLines(string(b), 80))
 			}
 		}
 	})

@@ -57,10 +57,10 @@ func checkCleanStop(t *testing.T, home, env string) {
 			if strings.Contains(filepath.Base(d), "control-plane") {
 				want = "control plane stopped"
 			} else if !strings.Contains(string(log), "node torn down") {
-				t.Errorf("%s: no 'node torn down' in its log:\n%s", d, tail(string(log), 20))
+				t.Errorf("%s: no 'node torn down' in its log:\n%s", d, lastLines(string(log), 20))
 			}
 			if !strings.Contains(string(log), want) {
-				t.Errorf("%s: no %q in its log:\n%s", d, want, tail(string(log), 20))
+				t.Errorf("%s: no %q in its log:\n%s", d, want, lastLines(string(log), 20))
 			}
 			for _, p := range procsMentioning(d, nodeRunDir(d)) {
 				t.Errorf("%s stopped but left process %s", filepath.Base(d), p)
@@ -153,14 +153,6 @@ func procsMentioning(words ...string) []string {
 	return out
 }
 
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 // TestServerNamesFailingComponent: a server whose join port is taken fails
 // to start, says which component failed and what to do, and leaves
 // nothing running.
@@ -181,7 +173,7 @@ func TestServerNamesFailingComponent(t *testing.T) {
 	}
 	for _, want := range []string{"starting join-server", "address already in use", "pick another --join-port"} {
 		if !strings.Contains(string(out), want) {
-			t.Errorf("output lacks %q:\n%s", want, tail(string(out), 20))
+			t.Errorf("output lacks %q:\n%s", want, lastLines(string(out), 20))
 		}
 	}
 	if code := cmd.ProcessState.ExitCode(); code != 1 {

@@ -135,7 +135,7 @@ func (l *lab) newVM(t testing.TB, name, mac, kernel, initrd, cmdline string, dis
 		v.kill()
 		if t.Failed() {
 			b, _ := os.ReadFile(v.console)
-			t.Logf("console of %s (last 200 lines):\n%s", v.name, tail(string(b), 200))
+			t.Logf("console of %s (last 200 lines):\n%s", v.name, lastLines(string(b), 200))
 			// K2_E2E_KEEP=DIR keeps whole consoles of a failed test (CI artifacts).
 			if keep := os.Getenv("K2_E2E_KEEP"); keep != "" {
 				p := filepath.Join(keep, strings.ReplaceAll(t.Name(), "/", "_")+"-"+v.name+".console.log")
